@@ -1,0 +1,23 @@
+// Package testhost runs sandbox hosts for end-to-end tests and the demo: each
+// host is a network namespace reached over veth links, plus a private mount
+// namespace in which the host's own directory is bind-mounted on /nix (its own
+// store and database), /run (so /run/current-system is per host) and /tmp,
+// running its own sshd with its own host key (root login by key only).
+//
+// Copies between hosts are real copies into separate stores, activations
+// change only that host's /run, and a host behind another one is reachable
+// only by jumping through it, so the deployer is tested the way it is used.
+//
+// Layout (other packages and the fixture flake rely on it):
+//
+//	/var/tmp/tether-testhost/<run>/            one directory per run, flock'd by its owner
+//	/var/tmp/tether-testhost/<run>/<host>/nix  bind-mounted on /nix inside the host
+//	                                      run  on /run  (testhost/sshd-start, testhost/name, sshd.pid)
+//	                                      tmp  on /tmp
+//	                                      etc  sshd_config, host key, authorized_keys, nix/nix.conf
+//	netns tth-<run>-<host>, runner-side links tth-<run>-<i>, inside: lo, eth0 (eth1 on a LAN gateway)
+//
+// Everything a run creates is removed by Fleet.Close; what a crashed run left
+// behind (its owner no longer holds the run's lock) is removed by the next
+// Start or by `testhost clean`.
+package testhost
