@@ -435,4 +435,3 @@ func crashChild() {
 	fmt.Printf("RUN %s\n", f.Run)
 	time.Sleep(10 * time.Minute)
 }
-
