@@ -18,8 +18,8 @@ func hugePlan(nodes, pkgs, lines int) *plan.Plan {
 	for n := range nodes {
 		var cur, next []plan.Path
 		for i := range pkgs {
-			cur = append(cur, path(fmt.Sprintf("pkg%04d-1.%d", i, n), "1", 1000))
-			next = append(next, path(fmt.Sprintf("pkg%04d-1.%d", i, n+1), "1", 1000))
+			cur = append(cur, planPath(fmt.Sprintf("pkg%04d-1.%d", i, n), "1", 1000))
+			next = append(next, planPath(fmt.Sprintf("pkg%04d-1.%d", i, n+1), "1", 1000))
 		}
 		np := plan.ForNode(plan.NodeInput{
 			Node:          fmt.Sprintf("node%03d", n),
@@ -34,7 +34,7 @@ func hugePlan(nodes, pkgs, lines int) *plan.Plan {
 		np.DryActivate = d
 		nps = append(nps, np)
 	}
-	return plan.New("github:example/fleet", "", generated, nps)
+	return plan.New("github:example/fleet", "", planGenerated, nps)
 }
 
 func TestPlanMarkdownStaysUnderLimit(t *testing.T) {

@@ -4,88 +4,84 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/tetherdeploy/tether/pkg/plan"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-const storeAlphabet = "0123456789abcdfghijklmnpqrsvwxyz"
+const planStoreAlphabet = "0123456789abcdfghijklmnpqrsvwxyz"
 
 // sp makes a valid store path; build tells two builds of one name apart.
-func sp(name, build string) string {
+func planStorePath(name, build string) string {
 	sum := sha256.Sum256([]byte(name + "\x00" + build))
 	h := make([]byte, 32)
 	for i := range h {
-		h[i] = storeAlphabet[int(sum[i])%len(storeAlphabet)]
+		h[i] = planStoreAlphabet[int(sum[i])%len(planStoreAlphabet)]
 	}
 	return "/nix/store/" + string(h) + "-" + name
 }
 
-func path(name, build string, size int64) plan.Path {
-	return plan.Path{Path: sp(name, build), NarSize: size}
+func planPath(name, build string, size int64) plan.Path {
+	return plan.Path{Path: planStorePath(name, build), NarSize: size}
 }
 
-var generated = time.Date(2024, 3, 1, 12, 30, 0, 0, time.UTC)
+var planGenerated = time.Date(2024, 3, 1, 12, 30, 0, 0, time.UTC)
 
 // fleetPlan has one node of every status.
 func fleetPlan(t *testing.T) *plan.Plan {
 	t.Helper()
 	common := []plan.Path{
-		path("glibc-2.38-44", "1", 30_000_000),
-		path("python3-3.11.8", "1", 80_000_000),
+		planPath("glibc-2.38-44", "1", 30_000_000),
+		planPath("python3-3.11.8", "1", 80_000_000),
 	}
 	frame1Cur := append([]plan.Path{
-		path("nixos-system-frame1-24.05.20240215.0123456", "1", 20_000),
-		path("openssl-3.0.13", "1", 6_000_000),
-		path("openssl-3.0.13-dev", "1", 1_000_000),
-		path("nginx-1.24.0", "1", 1_500_000),
-		path("curl-8.6.0", "1", 2_000_000),
-		path("curl-8.5.0", "1", 2_000_000),
-		path("oldtool-1.0", "1", 500_000),
-		path("etc", "1", 100_000),
-		path("unit-nginx.service", "1", 1_000),
+		planPath("nixos-system-frame1-24.05.20240215.0123456", "1", 20_000),
+		planPath("openssl-3.0.13", "1", 6_000_000),
+		planPath("openssl-3.0.13-dev", "1", 1_000_000),
+		planPath("nginx-1.24.0", "1", 1_500_000),
+		planPath("curl-8.6.0", "1", 2_000_000),
+		planPath("curl-8.5.0", "1", 2_000_000),
+		planPath("oldtool-1.0", "1", 500_000),
+		planPath("etc", "1", 100_000),
+		planPath("unit-nginx.service", "1", 1_000),
 	}, common...)
 	frame1New := append([]plan.Path{
-		path("nixos-system-frame1-24.05.20240301.89abcde", "1", 20_000),
-		path("openssl-3.0.14", "1", 6_100_000),
-		path("openssl-3.0.14-dev", "1", 1_000_000),
-		path("nginx-1.22.1", "1", 1_400_000),
-		path("curl-8.6.0", "1", 2_000_000),
-		path("curl-8.7.1", "1", 2_100_000),
-		path("newtool-0.3", "1", 700_000),
-		path("etc", "2", 100_500),
-		path("unit-nginx.service", "2", 1_000),
+		planPath("nixos-system-frame1-24.05.20240301.89abcde", "1", 20_000),
+		planPath("openssl-3.0.14", "1", 6_100_000),
+		planPath("openssl-3.0.14-dev", "1", 1_000_000),
+		planPath("nginx-1.22.1", "1", 1_400_000),
+		planPath("curl-8.6.0", "1", 2_000_000),
+		planPath("curl-8.7.1", "1", 2_100_000),
+		planPath("newtool-0.3", "1", 700_000),
+		planPath("etc", "2", 100_500),
+		planPath("unit-nginx.service", "2", 1_000),
 	}, common...)
 	frame1 := plan.ForNode(plan.NodeInput{
 		Node:          "frame1",
 		CurrentSystem: frame1Cur[0].Path, CurrentClosure: frame1Cur,
 		NewSystem: frame1New[0].Path, NewClosure: frame1New,
 	})
-	dry := plan.ParseDryActivate(readFile(t, "../plan/testdata/dry-activate-perl.txt"))
+	dry := plan.ParseDryActivate(planReadFile(t, "../plan/testdata/dry-activate-perl.txt"))
 	frame1.DryActivate = &dry
 
-	webNew := append([]plan.Path{path("nixos-system-web-24.05.20240301.89abcde", "1", 20_000), path("hello-2.12.1", "1", 200_000)}, common...)
+	webNew := append([]plan.Path{planPath("nixos-system-web-24.05.20240301.89abcde", "1", 20_000), planPath("hello-2.12.1", "1", 200_000)}, common...)
 	web := plan.ForNode(plan.NodeInput{Node: "web", NewSystem: webNew[0].Path, NewClosure: webNew})
 
-	dbSys := path("nixos-system-db-24.05.20240301.89abcde", "1", 20_000)
+	dbSys := planPath("nixos-system-db-24.05.20240301.89abcde", "1", 20_000)
 	db := plan.ForNode(plan.NodeInput{
 		Node:          "db",
 		CurrentSystem: dbSys.Path, CurrentClosure: append([]plan.Path{dbSys}, common...),
 		NewSystem: dbSys.Path, NewClosure: append([]plan.Path{dbSys}, common...),
 	})
 
-	rpi := plan.Unreachable("rpi", sp("nixos-system-rpi-24.05.20240301.89abcde", "1"),
+	rpi := plan.Unreachable("rpi", planStorePath("nixos-system-rpi-24.05.20240301.89abcde", "1"),
 		errors.New("dial rpi via frame1: ssh: handshake failed: read tcp 10.0.0.1:41234->10.0.0.7:22: i/o timeout"))
 
-	nucCur := append([]plan.Path{path("nixos-system-nuc-24.05.20240215.0123456", "1", 20_000)}, common...)
-	nucNew := append([]plan.Path{path("nixos-system-nuc-24.05.20240301.89abcde", "1", 20_000)}, common...)
+	nucCur := append([]plan.Path{planPath("nixos-system-nuc-24.05.20240215.0123456", "1", 20_000)}, common...)
+	nucNew := append([]plan.Path{planPath("nixos-system-nuc-24.05.20240301.89abcde", "1", 20_000)}, common...)
 	nuc := plan.ForNode(plan.NodeInput{
 		Node:          "nuc",
 		CurrentSystem: nucCur[0].Path, CurrentClosure: nucCur,
@@ -95,14 +91,14 @@ func fleetPlan(t *testing.T) *plan.Plan {
 
 	build := plan.Failed("build", errors.New("nix build .#nixosConfigurations.build.config.system.build.toplevel: exit status 1\nerror: builder for '/nix/store/00000000000000000000000000000000-foo.drv' failed with exit code 2;\n       last 2 log lines:\n       > make: *** [Makefile:12: all] Error 1"))
 
-	return plan.New("github:example/fleet", "0123456789abcdef0123456789abcdef01234567", generated,
+	return plan.New("github:example/fleet", "0123456789abcdef0123456789abcdef01234567", planGenerated,
 		[]plan.NodePlan{frame1, web, db, rpi, nuc, build})
 }
 
 // hostilePlan carries names that try to break out of Markdown and HTML.
 func hostilePlan() *plan.Plan {
-	cur := []plan.Path{path("nixos-system-x-1", "1", 10), path("pkg-1.0", "1", 10)}
-	next := []plan.Path{path("nixos-system-x-2", "1", 10), path("pkg-2.0", "1", 10), path("a_b*c-1.0", "1", 10)}
+	cur := []plan.Path{planPath("nixos-system-x-1", "1", 10), planPath("pkg-1.0", "1", 10)}
+	next := []plan.Path{planPath("nixos-system-x-2", "1", 10), planPath("pkg-2.0", "1", 10), planPath("a_b*c-1.0", "1", 10)}
 	n := plan.ForNode(plan.NodeInput{
 		Node:          "evil|</details><script>alert(1)</script>@admin",
 		CurrentSystem: cur[0].Path, CurrentClosure: cur, NewSystem: next[0].Path, NewClosure: next,
@@ -116,17 +112,17 @@ func hostilePlan() *plan.Plan {
 			"[click](javascript:alert(1)) **bold** $x$",
 		},
 	}
-	return plan.New("github:evil/`repo`|x", "", generated, []plan.NodePlan{n})
+	return plan.New("github:evil/`repo`|x", "", planGenerated, []plan.NodePlan{n})
 }
 
 // bigPlan has enough changes and output to need shortening.
 func bigPlan() *plan.Plan {
 	var cur, next []plan.Path
-	cur = append(cur, path("nixos-system-big-1", "1", 10_000))
-	next = append(next, path("nixos-system-big-2", "1", 10_000))
+	cur = append(cur, planPath("nixos-system-big-1", "1", 10_000))
+	next = append(next, planPath("nixos-system-big-2", "1", 10_000))
 	for i := range 150 {
-		cur = append(cur, path(fmt.Sprintf("package%03d-1.%d", i, i), "1", int64(1000+i)))
-		next = append(next, path(fmt.Sprintf("package%03d-1.%d", i, i+1), "1", int64(1100+i)))
+		cur = append(cur, planPath(fmt.Sprintf("package%03d-1.%d", i, i), "1", int64(1000+i)))
+		next = append(next, planPath(fmt.Sprintf("package%03d-1.%d", i, i+1), "1", int64(1100+i)))
 	}
 	big := plan.ForNode(plan.NodeInput{Node: "big", CurrentSystem: cur[0].Path, CurrentClosure: cur, NewSystem: next[0].Path, NewClosure: next})
 	var units, other []string
@@ -138,36 +134,20 @@ func bigPlan() *plan.Plan {
 
 	small := plan.ForNode(plan.NodeInput{
 		Node:          "small",
-		CurrentSystem: sp("nixos-system-small-1", "1"), CurrentClosure: []plan.Path{path("tool-1.0", "1", 100)},
-		NewSystem: sp("nixos-system-small-2", "1"), NewClosure: []plan.Path{path("tool-1.1", "1", 100)},
+		CurrentSystem: planStorePath("nixos-system-small-1", "1"), CurrentClosure: []plan.Path{planPath("tool-1.0", "1", 100)},
+		NewSystem: planStorePath("nixos-system-small-2", "1"), NewClosure: []plan.Path{planPath("tool-1.1", "1", 100)},
 	})
 	small.DryActivate = &plan.DryActivate{Restart: []string{"tool.service"}}
-	return plan.New("github:example/fleet", "", generated, []plan.NodePlan{big, small})
+	return plan.New("github:example/fleet", "", planGenerated, []plan.NodePlan{big, small})
 }
 
-func readFile(t *testing.T, name string) string {
+func planReadFile(t *testing.T, name string) string {
 	t.Helper()
 	b, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return string(b)
-}
-
-// golden compares got with testdata/<name>, or rewrites it under -update.
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	file := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(file, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want := readFile(t, file)
-	if got != want {
-		t.Errorf("%s differs from the golden file (run go test -update to accept):\n--- got ---\n%s\n--- want ---\n%s", file, got, want)
-	}
 }
 
 func TestPlanGolden(t *testing.T) {
