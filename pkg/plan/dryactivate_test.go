@@ -78,6 +78,9 @@ func TestParseDryActivateFiles(t *testing.T) {
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("ParseDryActivate mismatch (-want +got):\n%s", diff)
 			}
+			if wantEmpty := tt.file == "dry-activate-nothing.txt"; got.Empty() != wantEmpty {
+				t.Errorf("Empty() = %v, want %v", got.Empty(), wantEmpty)
+			}
 		})
 	}
 }
