@@ -303,6 +303,14 @@ type bucket struct {
 	rate   float64 // bytes per second, 0: unlimited
 	tokens float64
 	last   time.Time
+	now    func() time.Time // nil: time.Now
+}
+
+func (b *bucket) clock() time.Time {
+	if b.now != nil {
+		return b.now()
+	}
+	return time.Now()
 }
 
 func (b *bucket) set(rate int64) {
@@ -310,7 +318,7 @@ func (b *bucket) set(rate int64) {
 	defer b.mu.Unlock()
 	b.rate = float64(max(rate, 0))
 	b.tokens = 0
-	b.last = time.Now()
+	b.last = b.clock()
 }
 
 func (b *bucket) get() int64 {
@@ -327,7 +335,7 @@ func (b *bucket) reserve(n int) (int, time.Duration) {
 	if b.rate <= 0 {
 		return n, 0
 	}
-	now := time.Now()
+	now := b.clock()
 	burst := max(b.rate/20, 512)
 	b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
 	b.last = now
