@@ -1,0 +1,188 @@
+package fleet
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Overrides is one level of deploy settings in which only some keys are
+// set: what the command line or the Action inputs give on top of the
+// configuration files. SSHOpts are appended after every other level.
+type Overrides struct {
+	SSHUser           *string
+	User              *string
+	SSHOpts           []string
+	FastConnection    *bool
+	AutoRollback      *bool
+	MagicRollback     *bool
+	ConfirmTimeout    *time.Duration
+	ActivationTimeout *time.Duration
+	TempPath          *string
+	RemoteBuild       *bool
+	InteractiveSudo   *bool
+	Sudo              *string
+}
+
+// layer is one level of the inheritance chain together with where each of
+// its keys was written.
+type layer struct {
+	set Overrides
+	at  map[string]Origin
+}
+
+// settingSpec ties a schema key to its tether.toml spelling and its field,
+// so layers are merged, validated and named by one table.
+type settingSpec struct {
+	key     string // deploy.nodes spelling
+	tomlKey string
+}
+
+var settingSpecs = []settingSpec{
+	{KeySSHUser, "ssh_user"},
+	{KeyUser, "user"},
+	{KeySSHOpts, "ssh_opts"},
+	{KeyFastConnection, "fast_connection"},
+	{KeyAutoRollback, "auto_rollback"},
+	{KeyMagicRollback, "magic_rollback"},
+	{KeyConfirmTimeout, "confirm_timeout"},
+	{KeyActivationTimeout, "activation_timeout"},
+	{KeyTempPath, "temp_path"},
+	{KeyRemoteBuild, "remote_build"},
+	{KeyInteractiveSudo, "interactive_sudo"},
+	{KeySudo, "sudo"},
+}
+
+// defaultSettings are the values nobody set. The SSH user defaults to the
+// user running tether, as with the schema's original tool; the profile
+// user is filled in later from the resolved SSH user.
+func defaultSettings(localUser string) Settings {
+	def := Origin{Source: OriginDefault}
+	s := Settings{
+		SSHUser:           localUser,
+		AutoRollback:      true,
+		MagicRollback:     true,
+		ConfirmTimeout:    DefaultConfirmTimeout,
+		ActivationTimeout: DefaultActivationTimeout,
+		TempPath:          DefaultTempPath,
+		Sudo:              DefaultSudo,
+		Origins:           map[string]Origin{},
+	}
+	for _, sp := range settingSpecs {
+		s.Origins[sp.key] = def
+	}
+	return s
+}
+
+// apply lays l over s: set keys replace, sshOpts append.
+func (s *Settings) apply(l layer) {
+	o := l.set
+	take := func(key string) { s.Origins[key] = l.at[key] }
+	if o.SSHUser != nil {
+		s.SSHUser = *o.SSHUser
+		take(KeySSHUser)
+	}
+	if o.User != nil {
+		s.User = *o.User
+		take(KeyUser)
+	}
+	if len(o.SSHOpts) > 0 {
+		s.SSHOpts = append(append([]string(nil), s.SSHOpts...), o.SSHOpts...)
+		take(KeySSHOpts)
+	}
+	if o.FastConnection != nil {
+		s.FastConnection = *o.FastConnection
+		take(KeyFastConnection)
+	}
+	if o.AutoRollback != nil {
+		s.AutoRollback = *o.AutoRollback
+		take(KeyAutoRollback)
+	}
+	if o.MagicRollback != nil {
+		s.MagicRollback = *o.MagicRollback
+		take(KeyMagicRollback)
+	}
+	if o.ConfirmTimeout != nil {
+		s.ConfirmTimeout = *o.ConfirmTimeout
+		take(KeyConfirmTimeout)
+	}
+	if o.ActivationTimeout != nil {
+		s.ActivationTimeout = *o.ActivationTimeout
+		take(KeyActivationTimeout)
+	}
+	if o.TempPath != nil {
+		s.TempPath = *o.TempPath
+		take(KeyTempPath)
+	}
+	if o.RemoteBuild != nil {
+		s.RemoteBuild = *o.RemoteBuild
+		take(KeyRemoteBuild)
+	}
+	if o.InteractiveSudo != nil {
+		s.InteractiveSudo = *o.InteractiveSudo
+		take(KeyInteractiveSudo)
+	}
+	if o.Sudo != nil {
+		s.Sudo = *o.Sudo
+		take(KeySudo)
+	}
+}
+
+func (s Settings) clone() Settings {
+	c := s
+	c.SSHOpts = append([]string(nil), s.SSHOpts...)
+	c.Origins = make(map[string]Origin, len(s.Origins))
+	for k, v := range s.Origins {
+		c.Origins[k] = v
+	}
+	return c
+}
+
+// validateLayer checks the values of one level where they were written;
+// name maps a schema key to its spelling in that source.
+func validateLayer(l layer, node string, name func(key string) string, errs *errorList) {
+	o := l.set
+	bad := func(key string, err error) { errs.add(l.at[key], node, name(key), "%v", err) }
+	if o.SSHUser != nil {
+		if err := checkUser(*o.SSHUser); err != nil {
+			bad(KeySSHUser, err)
+		}
+	}
+	if o.User != nil {
+		if err := checkUser(*o.User); err != nil {
+			bad(KeyUser, err)
+		}
+	}
+	for _, opt := range o.SSHOpts {
+		if opt == "" || strings.ContainsAny(opt, "\x00\n\r") {
+			bad(KeySSHOpts, fmt.Errorf("invalid ssh option %q", opt))
+		}
+	}
+	for _, d := range []struct {
+		key string
+		v   *time.Duration
+	}{{KeyConfirmTimeout, o.ConfirmTimeout}, {KeyActivationTimeout, o.ActivationTimeout}} {
+		if d.v != nil && *d.v <= 0 {
+			bad(d.key, fmt.Errorf("must be positive, not %v", *d.v))
+		}
+	}
+	if o.TempPath != nil {
+		if err := checkAbsPath(*o.TempPath); err != nil {
+			bad(KeyTempPath, err)
+		}
+	}
+	if o.Sudo != nil {
+		if strings.TrimSpace(*o.Sudo) == "" || hasControl(*o.Sudo) {
+			bad(KeySudo, fmt.Errorf("invalid sudo command %q", *o.Sudo))
+		}
+	}
+}
+
+// overridesLayer turns the caller's overrides into the topmost level.
+func overridesLayer(o Overrides) layer {
+	at := map[string]Origin{}
+	for _, sp := range settingSpecs {
+		at[sp.key] = Origin{Source: OriginOverride, Key: sp.key}
+	}
+	return layer{set: o, at: at}
+}
