@@ -1,0 +1,309 @@
+package remote
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+)
+
+// Cmd is one remote command.
+type Cmd struct {
+	// Argv is quoted with Quote; it runs under the remote login shell.
+	Argv []string
+	// Env entries ("NAME=value") are set for the command with env(1). They
+	// are visible in the remote process list: pass secrets on Stdin.
+	Env []string
+	// Stdin is streamed to the command; nil gives it an empty stdin. As
+	// with os/exec, a Stdin that blocks keeps one goroutine until it returns.
+	Stdin io.Reader
+	// Stdout and Stderr receive the output as it arrives; nil discards it.
+	// Nothing is written to them after Run returns.
+	Stdout, Stderr io.Writer
+	// ForwardAgent requests agent forwarding for this command; the client
+	// must have been given an agent with Client.ForwardAgent.
+	ForwardAgent bool
+}
+
+// ExitError is a remote command that ran and failed.
+type ExitError struct {
+	Argv []string
+	// Status is the exit status; 128+n when killed by signal n, as a shell
+	// reports it.
+	Status int
+	// Signal is set when the command was killed by a signal ("KILL").
+	Signal string
+	// Stderr holds the last lines of the command's stderr.
+	Stderr string
+}
+
+func (e *ExitError) Error() string {
+	var b strings.Builder
+	b.WriteString(shortCommand(e.Argv))
+	if e.Signal != "" {
+		fmt.Fprintf(&b, " killed by signal %s", e.Signal)
+	} else {
+		fmt.Fprintf(&b, " exited with status %d", e.Status)
+	}
+	if e.Stderr != "" {
+		b.WriteString("; stderr:\n")
+		b.WriteString(e.Stderr)
+	}
+	return b.String()
+}
+
+// shortCommand is the command line for messages, cut when very long (a
+// command may carry a list of thousands of store paths).
+func shortCommand(argv []string) string {
+	s := Quote(argv)
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// commandLine checks cmd and builds the line sent in the exec request.
+func commandLine(cmd Cmd) (string, error) {
+	if err := CheckArgv(cmd.Argv); err != nil {
+		return "", err
+	}
+	if len(cmd.Env) == 0 {
+		return Quote(cmd.Argv), nil
+	}
+	argv := []string{"env"}
+	for _, kv := range cmd.Env {
+		name, _, ok := strings.Cut(kv, "=")
+		if !ok || !envName.MatchString(name) {
+			return "", fmt.Errorf("bad environment entry %q (want NAME=value)", kv)
+		}
+		if strings.IndexByte(kv, 0) >= 0 {
+			return "", fmt.Errorf("environment entry %s: %w", name, ErrNUL)
+		}
+		argv = append(argv, kv)
+	}
+	if strings.Contains(cmd.Argv[0], "=") || strings.HasPrefix(cmd.Argv[0], "-") {
+		return "", fmt.Errorf("command %q cannot follow environment entries", cmd.Argv[0])
+	}
+	return Quote(append(argv, cmd.Argv...)), nil
+}
+
+// killGrace is how long Run waits, after a cancelled command was signalled,
+// for its session to finish so the output so far is delivered.
+const killGrace = 2 * time.Second
+
+// Run runs cmd on the node and waits for it. A non-zero exit is an
+// *ExitError. When ctx ends the command gets SIGKILL (the server delivers it
+// to the command's process group) and the session is closed; Run then
+// returns promptly with ctx's error, even over a connection that no longer
+// answers.
+func (c *Client) Run(ctx context.Context, cmd Cmd) error {
+	node := c.target.label()
+	line, err := commandLine(cmd)
+	if err != nil {
+		return fmt.Errorf("run on %s: %w", node, err)
+	}
+	if err := c.run(ctx, cmd, line); err != nil {
+		return fmt.Errorf("run on %s: %w", node, err)
+	}
+	return nil
+}
+
+func (c *Client) run(ctx context.Context, cmd Cmd, line string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	sess, err := c.newSession(ctx)
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+
+	stderrTail := newTail(20)
+	writeErr := make(chan error, 2)
+	stdout := &gate{w: cmd.Stdout, failed: writeErr}
+	stderr := &gate{w: cmd.Stderr, tail: stderrTail, failed: writeErr}
+	defer stdout.shut()
+	defer stderr.shut()
+	sess.Stdin = cmd.Stdin
+	sess.Stdout = stdout
+	sess.Stderr = stderr
+
+	if cmd.ForwardAgent {
+		if !c.forwarding() {
+			return errors.New("agent forwarding requested but the client has no agent (call ForwardAgent first)")
+		}
+		if err := agent.RequestAgentForwarding(sess); err != nil {
+			return fmt.Errorf("request agent forwarding: %w", err)
+		}
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		if err := sess.Start(line); err != nil {
+			done <- fmt.Errorf("start %s: %w", shortCommand(cmd.Argv), err)
+			return
+		}
+		done <- sess.Wait()
+	}()
+
+	// abort kills the command and waits a little for its session to end,
+	// never longer: the link may be dead.
+	abort := func() {
+		go func() {
+			sess.Signal(ssh.SIGKILL)
+			sess.Close()
+		}()
+		select {
+		case <-done:
+		case <-time.After(killGrace):
+		case <-c.done:
+		}
+	}
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		abort()
+		return fmt.Errorf("%s: %w", shortCommand(cmd.Argv), context.Cause(ctx))
+	case werr := <-writeErr:
+		// Whoever reads the output is gone (a local importer failed,
+		// say): stop the remote side instead of letting it run on.
+		abort()
+		return fmt.Errorf("%s: write output: %w", shortCommand(cmd.Argv), werr)
+	}
+	return c.exitError(cmd.Argv, err, stderrTail)
+}
+
+// exitError turns a session's Wait error into what the caller can act on.
+func (c *Client) exitError(argv []string, err error, stderr *tail) error {
+	var ee *ssh.ExitError
+	var missing *ssh.ExitMissingError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ee):
+		return &ExitError{Argv: argv, Status: ee.ExitStatus(), Signal: ee.Signal(), Stderr: stderr.String()}
+	case errors.As(err, &missing), errors.Is(err, io.EOF):
+		// The session ended without an exit status: usually the
+		// connection died under it. Say so if that is what happened.
+		select {
+		case <-c.done:
+			return fmt.Errorf("%s: %w", shortCommand(argv), c.Err())
+		case <-time.After(time.Second):
+		}
+		return fmt.Errorf("%s: %w", shortCommand(argv), err)
+	default:
+		return fmt.Errorf("%s: %w", shortCommand(argv), err)
+	}
+}
+
+// newSession opens a session, giving up when ctx ends or the connection
+// dies (opening a channel waits for the server's answer, which a cut link
+// never sends).
+func (c *Client) newSession(ctx context.Context) (*ssh.Session, error) {
+	type result struct {
+		s   *ssh.Session
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		s, err := c.ssh.NewSession()
+		ch <- result{s, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			if err := c.Err(); err != nil {
+				return nil, fmt.Errorf("open session: %w", err)
+			}
+			return nil, fmt.Errorf("open session: %w", r.err)
+		}
+		return r.s, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.s != nil {
+				r.s.Close()
+			}
+		}()
+		return nil, fmt.Errorf("open session: %w", context.Cause(ctx))
+	case <-c.done:
+		return nil, fmt.Errorf("open session: %w", c.Err())
+	}
+}
+
+// Output runs argv and returns its stdout. A failure's stderr tail is in
+// the *ExitError.
+func (c *Client) Output(ctx context.Context, argv ...string) ([]byte, error) {
+	var out bytes.Buffer
+	err := c.Run(ctx, Cmd{Argv: argv, Stdout: &out})
+	return out.Bytes(), err
+}
+
+// ForwardAgent makes a on the deployer answer agent requests from this
+// node, for commands run with Cmd.ForwardAgent (a build host copying a
+// closure straight to a LAN target authenticates with the deployer's key
+// without the key leaving the runner). It can be set once per client.
+func (c *Client) ForwardAgent(a agent.Agent) error {
+	c.agentMu.Lock()
+	defer c.agentMu.Unlock()
+	if c.agentSet {
+		return errors.New("agent forwarding already set up on this client")
+	}
+	if err := agent.ForwardToAgent(c.ssh, a); err != nil {
+		return fmt.Errorf("forward agent to %s: %w", c.target.label(), err)
+	}
+	c.agentSet = true
+	return nil
+}
+
+func (c *Client) forwarding() bool {
+	c.agentMu.Lock()
+	defer c.agentMu.Unlock()
+	return c.agentSet
+}
+
+// gate passes writes through until shut, then drops them: a session left
+// behind by a cancelled Run must not write into the caller's buffers after
+// Run has returned.
+type gate struct {
+	mu     sync.Mutex
+	w      io.Writer
+	tail   *tail
+	off    bool
+	failed chan<- error
+}
+
+func (g *gate) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.off {
+		return len(p), nil
+	}
+	if g.tail != nil {
+		g.tail.Write(p)
+	}
+	if g.w != nil {
+		if _, err := g.w.Write(p); err != nil {
+			// Report once and keep draining, so the session is not
+			// stalled on a full window while Run stops it.
+			g.w = nil
+			g.failed <- err
+		}
+	}
+	return len(p), nil
+}
+
+func (g *gate) shut() {
+	g.mu.Lock()
+	g.off = true
+	g.mu.Unlock()
+}
