@@ -155,8 +155,10 @@ func TestHostKeyRefusal(t *testing.T) {
 			target: func(s *remotetest.Server) Target { return direct("web", s) },
 		},
 		{
-			name:        "changed key",
-			known:       func(s *remotetest.Server) string { return knownhosts.Line([]string{knownhosts.Normalize(s.Addr())}, other.PublicKey()) },
+			name: "changed key",
+			known: func(s *remotetest.Server) string {
+				return knownhosts.Line([]string{knownhosts.Normalize(s.Addr())}, other.PublicKey())
+			},
 			target:      func(s *remotetest.Server) Target { return direct("web", s) },
 			wantChanged: true,
 		},
@@ -219,8 +221,10 @@ func TestHostKeyAccepted(t *testing.T) {
 		target func(s *remotetest.Server) Target
 	}{
 		{
-			name:   "hashed known_hosts entry",
-			known:  func(s *remotetest.Server) string { return knownhosts.Line([]string{knownhosts.HashHostname(knownhosts.Normalize(s.Addr()))}, s.PublicKey()) },
+			name: "hashed known_hosts entry",
+			known: func(s *remotetest.Server) string {
+				return knownhosts.Line([]string{knownhosts.HashHostname(knownhosts.Normalize(s.Addr()))}, s.PublicKey())
+			},
 			target: func(s *remotetest.Server) Target { return direct("web", s) },
 		},
 		{
@@ -242,8 +246,10 @@ func TestHostKeyAccepted(t *testing.T) {
 			},
 		},
 		{
-			name:  "wildcard entry among comments",
-			known: func(s *remotetest.Server) string { return "# fleet\n\n" + knownhosts.Line([]string{"[127.0.0.*]:" + strconv.Itoa(s.Port())}, s.PublicKey()) },
+			name: "wildcard entry among comments",
+			known: func(s *remotetest.Server) string {
+				return "# fleet\n\n" + knownhosts.Line([]string{"[127.0.0.*]:" + strconv.Itoa(s.Port())}, s.PublicKey())
+			},
 			target: func(s *remotetest.Server) Target {
 				return direct("web", s)
 			},

@@ -116,8 +116,8 @@ func TestRunEnv(t *testing.T) {
 	var out bytes.Buffer
 	val := "it's $HOME; `id`"
 	err := c.Run(context.Background(), Cmd{
-		Argv: []string{"sh", "-c", `printf '%s|%s' "$PROFILE" "$DRY_ACTIVATE"`},
-		Env:  []string{"PROFILE=" + val, "DRY_ACTIVATE=1"},
+		Argv:   []string{"sh", "-c", `printf '%s|%s' "$PROFILE" "$DRY_ACTIVATE"`},
+		Env:    []string{"PROFILE=" + val, "DRY_ACTIVATE=1"},
 		Stdout: &out,
 	})
 	if err != nil {
