@@ -166,14 +166,22 @@ func (f *Fleet) build(ctx context.Context, l layout) error {
 	if err != nil {
 		return err
 	}
+	userpool := ""
+	if nixConfBuildGroup() != "" {
+		userpool = runnerUserpool
+		if err := os.MkdirAll(userpool, 0o755); err != nil {
+			return fmt.Errorf("build user pool: %w", err)
+		}
+	}
 	for _, p := range l.hosts {
 		h := &Host{
-			Name:    p.name,
-			IP:      p.ip,
-			SSHAddr: net.JoinHostPort(p.ip.String(), "22"),
-			Via:     p.via,
-			Dir:     filepath.Join(f.Dir, p.name),
-			Netns:   namePrefix + f.Run + "-" + p.name,
+			userpool: userpool,
+			Name:     p.name,
+			IP:       p.ip,
+			SSHAddr:  net.JoinHostPort(p.ip.String(), "22"),
+			Via:      p.via,
+			Dir:      filepath.Join(f.Dir, p.name),
+			Netns:    namePrefix + f.Run + "-" + p.name,
 		}
 		if err := h.prepareDir(authorized); err != nil {
 			return fmt.Errorf("host %s: %w", p.name, err)
@@ -223,7 +231,13 @@ func (f *Fleet) build(ctx context.Context, l layout) error {
 	if err := g.Wait(); err != nil {
 		return err
 	}
+	// Hosts get it too, to reach each other (e.g. frame1 copying to rpi).
 	f.KnownHostsPath = filepath.Join(f.Dir, "known_hosts")
+	for _, h := range f.order {
+		if err := os.WriteFile(filepath.Join(h.Dir, "run", "testhost", "known_hosts"), f.KnownHosts(), 0o644); err != nil {
+			return err
+		}
+	}
 	return os.WriteFile(f.KnownHostsPath, f.KnownHosts(), 0o644)
 }
 
@@ -274,7 +288,7 @@ func (h *Host) prepareDir(authorized []byte) error {
 		mode os.FileMode
 	}{
 		{"nix/store", 0o1775},
-		{"nix/var/nix", 0o755},
+		{"nix/var/nix/userpool", 0o755},
 		{"run/testhost", 0o755},
 		{"run/sshd", 0o755},
 		{"tmp", 0o1777},

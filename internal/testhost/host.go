@@ -38,6 +38,7 @@ type Host struct {
 	// Netns is its network namespace (ip netns name).
 	Netns string
 
+	userpool   string // the runner's build user pool, bind-mounted in; "" if none
 	anchor     *exec.Cmd
 	anchorIn   io.WriteCloser
 	anchorDone chan struct{}
@@ -85,7 +86,7 @@ func (h *Host) env() []string {
 func (h *Host) startAnchor(ctx context.Context) error {
 	cmd := exec.Command("nsenter", "--net="+filepath.Join(netnsDir, h.Netns), "--",
 		"unshare", "--mount", "--propagation", "private", "--",
-		"/bin/sh", "-c", anchorScript, "sh", h.Dir)
+		"/bin/sh", "-c", anchorScript, "sh", h.Dir, h.userpool)
 	cmd.Dir = "/"
 	cmd.Env = h.env()
 	cmd.Stderr = &h.stderr

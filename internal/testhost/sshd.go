@@ -82,12 +82,18 @@ Subsystem sftp internal-sftp
 // nixConf keeps a host's nix off the network and on its own store; the
 // build users group is named only where it exists.
 func nixConf() string {
-	group := ""
-	if _, err := user.LookupGroup("nixbld"); err == nil {
-		group = "nixbld"
-	}
-	return "experimental-features = nix-command flakes\nsubstituters =\nsandbox = false\nbuild-users-group = " + group + "\n"
+	return "experimental-features = nix-command flakes\nsubstituters =\nsandbox = false\nbuild-users-group = " + nixConfBuildGroup() + "\n"
 }
+
+func nixConfBuildGroup() string {
+	if _, err := user.LookupGroup("nixbld"); err == nil {
+		return "nixbld"
+	}
+	return ""
+}
+
+// runnerUserpool is where the runner's nix keeps its build user locks.
+const runnerUserpool = "/nix/var/nix/userpool"
 
 // sshdStartScript is /run/testhost/sshd-start inside every host. It starts the
 // host's sshd unless it runs already and waits until it listens; it works
@@ -131,13 +137,20 @@ exit 1
 // namespace: it puts the host's own directories on /nix, /run and /tmp, gives
 // it the sysfs of its network namespace, says "ready" and then holds the
 // namespace until its stdin closes (the owner closed it, or died). $1 is the
-// host directory; nothing is spliced into the script.
+// host directory, $2 the build user pool to share ("" for none); nothing is
+// spliced into the script.
 const anchorScript = `set -e
 d=$1
 # /run/netns holds a mount of every named namespace; keeping copies here
 # would keep other runs' namespaces alive after they are deleted.
 umount -l /run/netns 2>/dev/null || :
-mount --bind "$d/nix" /nix
+# Build users are machine-wide but handed out per store: share the runner's
+# pool so that two stores never build as the same user at once (a build
+# starts by killing every process of its build user).
+if [ -n "$2" ]; then
+	mount --bind "$2" "$d/nix/var/nix/userpool"
+fi
+mount --rbind "$d/nix" /nix
 mount --bind "$d/run" /run
 mount --bind "$d/tmp" /tmp
 umount -l /sys

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -177,6 +178,47 @@ func TestHomeTopology(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(frame1.Dir, path)); err != nil {
 			t.Errorf("not in frame1's directory: %v", err)
+		}
+	})
+
+	t.Run("frame1 builds into its own store", func(t *testing.T) {
+		frame1 := f.Host("frame1")
+		const expr = `{ name }: derivation {
+			inherit name;
+			system = builtins.currentSystem;
+			builder = "/bin/sh";
+			args = [ "-c" "/usr/bin/id -un > $out" ];
+		}`
+		out, err := frame1.Exec(ctx, "nix-build", "--no-out-link", "--argstr", "name", "built-"+f.Run, "-E", expr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := strings.TrimSpace(string(out))
+		who, err := frame1.ReadFile(ctx, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(path); err == nil {
+			t.Errorf("runner's store has frame1's build %s", path)
+		}
+		if _, err := user.LookupGroup("nixbld"); err != nil {
+			return // builds run as root; no build users to share
+		}
+		if !strings.HasPrefix(string(who), "nixbld") {
+			t.Errorf("built as %q, want a build user", who)
+		}
+		// Build users are handed out from the runner's pool, shared by every
+		// store, so two stores never build as the same user at once.
+		ino, err := frame1.Exec(ctx, "stat", "-c", "%i", "/nix/var/nix/userpool")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st syscall.Stat_t
+		if err := syscall.Stat("/nix/var/nix/userpool", &st); err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(string(ino)) != fmt.Sprint(st.Ino) {
+			t.Errorf("frame1's build user pool (inode %s) is not the runner's (%d)", ino, st.Ino)
 		}
 	})
 
