@@ -510,6 +510,10 @@ func suggestKey(key toml.Key) string {
 	return ""
 }
 
+// goTypeName matches the decoder's mention of our Go types, which mean
+// nothing to a user.
+var goTypeName = regexp.MustCompile(` for \*?[A-Za-z_.]+:`)
+
 var decodeErrorPattern = regexp.MustCompile(`^toml: line (\d+) \(last key "((?:[^"\\]|\\.)*)"\): (.*)$`)
 
 // decodeError turns a decoder error into a ConfigError with file:line and,
@@ -527,7 +531,7 @@ func decodeError(file string, err error) error {
 	}
 	if m := decodeErrorPattern.FindStringSubmatch(err.Error()); m != nil {
 		ce.Line, _ = strconv.Atoi(m[1])
-		ce.Err = errors.New(m[3])
+		ce.Err = errors.New(goTypeName.ReplaceAllString(m[3], ":"))
 		key := m[2]
 		if u, err := strconv.Unquote(`"` + m[2] + `"`); err == nil {
 			key = u
@@ -539,7 +543,7 @@ func decodeError(file string, err error) error {
 
 func setKey(ce *ConfigError, key string) {
 	k := (&tomlScanner{src: key}).key()
-	if len(k) > 2 && k[0] == "nodes" {
+	if len(k) >= 2 && k[0] == "nodes" {
 		ce.Node, ce.Key = k[1], k[2:].String()
 		return
 	}

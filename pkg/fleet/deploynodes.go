@@ -202,7 +202,9 @@ func decodeDeploy(data []byte) (*deployData, error) {
 			p.settings = deployLayer(rp.rawSettings, pkey, name, &errs)
 			p.pathAt = nixOrigin(pkey+".path", rp.Pos["path"])
 			if rp.Path == nil || rp.Path.OutPath == "" {
-				errs.add(p.at, name, "profiles."+attrName(pname)+".path", "not set")
+				at := p.at
+				at.Key = pkey + ".path"
+				errs.add(at, name, "profiles."+attrName(pname)+".path", "not set")
 			} else {
 				p.path = *rp.Path
 				for _, sp := range []string{rp.Path.OutPath, rp.Path.DrvPath} {
@@ -297,7 +299,7 @@ func attrName(s string) string {
 
 func jsonTypeError(err error) error {
 	if te, ok := err.(*json.UnmarshalTypeError); ok {
-		return fmt.Errorf("%s: want %s, found %s", te.Field, te.Type, te.Value)
+		return fmt.Errorf("%s: want %s, found %s", strings.TrimPrefix(te.Field, "rawSettings."), te.Type, te.Value)
 	}
 	return err
 }

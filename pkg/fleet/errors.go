@@ -47,6 +47,10 @@ func (e *ConfigError) Unwrap() error { return e.Err }
 type errorList []*ConfigError
 
 func (l *errorList) add(at Origin, node, key string, format string, args ...any) {
+	if at.File == "" && at.Key != "" {
+		// Without a file position, the full key is the best address.
+		key = at.Key
+	}
 	*l = append(*l, &ConfigError{File: at.File, Line: at.Line, Node: node, Key: key, Err: fmt.Errorf(format, args...)})
 }
 
@@ -55,7 +59,14 @@ func (l errorList) err() error {
 		return nil
 	}
 	sorted := slices.Clone(l)
+	// Located errors first, in file order; the others keep their order.
 	slices.SortStableFunc(sorted, func(a, b *ConfigError) int {
+		if (a.File == "") != (b.File == "") {
+			if a.File == "" {
+				return 1
+			}
+			return -1
+		}
 		return cmp.Or(cmp.Compare(a.File, b.File), cmp.Compare(a.Line, b.Line))
 	})
 	errs := make([]error, len(sorted))

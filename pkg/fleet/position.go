@@ -152,12 +152,12 @@ func (s *tomlScanner) key() toml.Key {
 			if u, err := strconv.Unquote(raw); err == nil {
 				key = append(key, u)
 			} else {
-				key = append(key, raw[1:len(raw)-1])
+				key = append(key, strings.Trim(raw, `"`))
 			}
 		case '\'':
 			start := s.i
 			s.literalString()
-			key = append(key, s.src[start+1:s.i-1])
+			key = append(key, strings.Trim(s.src[start:s.i], "'"))
 		default:
 			start := s.i
 			for !s.eof() && !strings.ContainsRune(" \t\r\n.=]", rune(s.src[s.i])) {
@@ -240,6 +240,7 @@ func (s *tomlScanner) value(key toml.Key) {
 }
 
 func (s *tomlScanner) basicString() {
+	defer s.clamp()
 	s.i++ // opening quote
 	for !s.eof() {
 		switch s.src[s.i] {
@@ -251,6 +252,14 @@ func (s *tomlScanner) basicString() {
 			return
 		}
 		s.i++
+	}
+}
+
+// clamp keeps the position inside the input after skipping an escape at
+// its very end.
+func (s *tomlScanner) clamp() {
+	if s.i > len(s.src) {
+		s.i = len(s.src)
 	}
 }
 
@@ -266,6 +275,7 @@ func (s *tomlScanner) literalString() {
 }
 
 func (s *tomlScanner) multiline(delim string, escapes bool) {
+	defer s.clamp()
 	s.i += 3
 	for !s.eof() {
 		if escapes && s.src[s.i] == '\\' {

@@ -182,7 +182,7 @@ func validateLayer(l layer, node string, name func(key string) string, errs *err
 func overridesLayer(o Overrides) layer {
 	at := map[string]Origin{}
 	for _, sp := range settingSpecs {
-		at[sp.key] = Origin{Source: OriginOverride, Key: sp.key}
+		at[sp.key] = Origin{Source: OriginOverride}
 	}
 	return layer{set: o, at: at}
 }
