@@ -12,10 +12,17 @@
 //
 //	/var/tmp/tether-testhost/<run>/            one directory per run, flock'd by its owner
 //	/var/tmp/tether-testhost/<run>/<host>/nix  bind-mounted on /nix inside the host
-//	                                      run  on /run  (testhost/sshd-start, testhost/name, sshd.pid)
+//	                                      run  on /run  (testhost/sshd-start, testhost/name,
+//	                                                     testhost/known_hosts, sshd.pid)
 //	                                      tmp  on /tmp
 //	                                      etc  sshd_config, host key, authorized_keys, nix/nix.conf
+//	/var/tmp/tether-testhost/<run>/client_ed25519, known_hosts, owner.json, lock
 //	netns tth-<run>-<host>, runner-side links tth-<run>-<i>, inside: lo, eth0 (eth1 on a LAN gateway)
+//
+// Addresses: runner links in 10.231.<lease>.0/30s, LANs behind a host in
+// 10.232.<lease>.0/24 (unreachable from the runner). The runner's build user
+// pool (/nix/var/nix/userpool) is shared into every host so that separate
+// stores never build as the same build user at once.
 //
 // Everything a run creates is removed by Fleet.Close; what a crashed run left
 // behind (its owner no longer holds the run's lock) is removed by the next

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strings"
@@ -390,90 +389,4 @@ func TestCloseLeavesNothing(t *testing.T) {
 	if err := f.Close(); err != nil {
 		t.Errorf("second close: %v", err)
 	}
-}
-
-// TestCrashedRunIsCleaned starts a fleet in a child process, kills it with
-// SIGKILL (no cleanup runs), and checks that the next run removes what it
-// left and is not disturbed by it.
-func TestCrashedRunIsCleaned(t *testing.T) {
-	if os.Getenv("TESTHOST_CRASH_CHILD") == "1" {
-		crashChild()
-		return
-	}
-	if err := testhost.Check(); err != nil {
-		testhost.SkipOrFail(t, err.Error())
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashedRunIsCleaned$", "-test.v=false")
-	cmd.Env = append(os.Environ(), "TESTHOST_CRASH_CHILD=1")
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	run, ok := strings.CutPrefix(strings.TrimSpace(line), "RUN ")
-	if err != nil || !ok {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("child said %q, %v", line, err)
-	}
-	_ = cmd.Process.Kill()
-	_ = cmd.Wait()
-
-	ctx := context.Background()
-	all, err := testhost.Leftovers(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kinds := map[string]bool{}
-	for _, l := range all {
-		if l.Run == run {
-			if l.Live {
-				t.Errorf("dead run listed as live: %s", l)
-			}
-			kinds[l.Kind] = true
-		}
-	}
-	for _, k := range []string{testhost.KindNetns, testhost.KindDir, testhost.KindProcess, testhost.KindRoute} {
-		if !kinds[k] {
-			t.Errorf("crashed run %s left no %s; test proves nothing (%v)", run, k, kinds)
-		}
-	}
-
-	f := testhost.StartT(t, testhost.Options{Topology: testhost.Home})
-	if f.Run == run {
-		t.Fatal("run id reused")
-	}
-	all, err = testhost.Leftovers(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range all {
-		if l.Run == run {
-			t.Errorf("not cleaned by the next run: %s", l)
-		}
-	}
-	if got := strings.TrimSpace(sshOutput(t, dial(t, f, "rpi"), "cat /run/testhost/name")); got != "rpi" {
-		t.Errorf("new run's rpi says %q", got)
-	}
-}
-
-func crashChild() {
-	f, err := testhost.Start(context.Background(), testhost.Options{Topology: testhost.Home})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	// An open session: its sshd child must be found and killed too.
-	c, err := f.Dial(context.Background(), "rpi")
-	if err == nil {
-		if s, err := c.NewSession(); err == nil {
-			_ = s.Start("sleep 600")
-		}
-	}
-	fmt.Printf("RUN %s\n", f.Run)
-	time.Sleep(10 * time.Minute)
 }
