@@ -411,3 +411,13 @@ type runAs struct {
 func (r runAs) Run(ctx context.Context, _ []string, stdin io.Reader, _, stderr io.Writer) error {
 	return nix.Local{}.Run(ctx, r.argv, stdin, r.stdout, stderr)
 }
+
+func TestArgvBuildersWorkWithoutARunner(t *testing.T) {
+	var r *nix.Runner
+	if d := cmp.Diff([]string{"nix-store", "--export", pathA, pathB}, r.ExportArgv([]string{pathA, pathB})); d != "" {
+		t.Errorf("ExportArgv (-want +got):\n%s", d)
+	}
+	if d := cmp.Diff([]string{"nix-env", "--profile", "/nix/var/nix/profiles/system", "--set", pathB}, nix.SetProfileArgv("/nix/var/nix/profiles/system", pathB)); d != "" {
+		t.Errorf("SetProfileArgv (-want +got):\n%s", d)
+	}
+}

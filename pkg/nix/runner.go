@@ -45,7 +45,7 @@ var newCLIFlags = []string{"--extra-experimental-features", "nix-command flakes"
 func (r *Runner) nixArgv(sub []string, args ...string) []string {
 	argv := append([]string{"nix"}, sub...)
 	argv = append(argv, newCLIFlags...)
-	if r.Store != "" {
+	if r != nil && r.Store != "" {
 		argv = append(argv, "--store", r.Store)
 	}
 	return append(argv, args...)
@@ -54,7 +54,7 @@ func (r *Runner) nixArgv(sub []string, args ...string) []string {
 // storeArgv builds argv for nix-store: nix-store [--store S] args.
 func (r *Runner) storeArgv(args ...string) []string {
 	argv := []string{"nix-store"}
-	if r.Store != "" {
+	if r != nil && r.Store != "" {
 		argv = append(argv, "--store", r.Store)
 	}
 	return append(argv, args...)
