@@ -2,6 +2,7 @@ package fleet
 
 import (
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -281,5 +282,25 @@ func TestNixString(t *testing.T) {
 		if got := nixString(in); got != want {
 			t.Errorf("nixString(%q) = %s, want %s", in, got, want)
 		}
+	}
+}
+
+// The example in the configuration guide must stay valid.
+func TestDocsExample(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```toml\n")
+	example, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("no toml example in docs/config.md")
+	}
+	c, err := parseConfig("tether.toml", []byte(example))
+	if err != nil {
+		t.Fatalf("docs/config.md example: %v", err)
+	}
+	if len(c.nodes) != 2 || len(c.nodes["rpi"].health) != 2 {
+		t.Errorf("example parsed as %+v", c.nodes)
 	}
 }
