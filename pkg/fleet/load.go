@@ -39,7 +39,8 @@ type LoadOptions struct {
 	Overrides Overrides
 }
 
-// DefaultAttrPath is evaluated for a node that only tether.toml names.
+// defaultAttrPath is evaluated for a node that only tether.toml names
+// (the empty element is the node name).
 var defaultAttrPath = []string{"nixosConfigurations", "", "config", "system", "build", "toplevel"}
 
 // Load reads the flake's deploy.nodes and the optional tether.toml and
