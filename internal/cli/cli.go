@@ -66,6 +66,9 @@ func newApp(env Env, stdout, stderr io.Writer) *ucli.App {
 			return usageError(err)
 		},
 		Commands: []*ucli.Command{
+			deployCommand(env, stderr),
+			rollbackCommand(env, stderr),
+			statusCommand(env, stderr),
 			versionCommand(),
 		},
 	}

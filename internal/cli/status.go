@@ -1,0 +1,99 @@
+package cli
+
+import (
+	"fmt"
+	"io"
+	"path"
+	"text/tabwriter"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/tetherdeploy/tether/pkg/deploy"
+	"github.com/tetherdeploy/tether/pkg/fleet"
+)
+
+func statusCommand(env Env, stderr io.Writer) *ucli.Command {
+	flags := append(fleetFlags(), connFlags()...)
+	flags = append(flags,
+		&ucli.BoolFlag{Name: "json", Usage: "print as JSON"},
+		&ucli.BoolFlag{Name: "generations", Usage: "list every generation of each node"},
+	)
+	return &ucli.Command{
+		Name:      "status",
+		Usage:     "show each node's running system, generations, deploy in progress and last result",
+		ArgsUsage: "[NODE|@TAG|GLOB ...]",
+		Flags:     flags,
+		Action: func(c *ucli.Context) error {
+			s, err := loadFleet(c.Context, c, env, stderr, fleet.Overrides{})
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if err := s.connect(c); err != nil {
+				return err
+			}
+			e := &deploy.Engine{Nix: s.nix, Dialer: s.dialer, Agents: s.agents}
+			st := e.Status(c.Context, s.nodes, parallelism(c, s.fleet))
+			if c.Bool("json") {
+				if err := writeJSON(c.App.Writer, st); err != nil {
+					return err
+				}
+			} else {
+				printStatus(c.App.Writer, st, c.Bool("generations"))
+			}
+			for _, n := range st {
+				if n.Error != "" {
+					return &silentError{exitError{code: ExitFailed, err: fmt.Errorf("%s: %s", n.Node, n.Error)}}
+				}
+			}
+			return nil
+		},
+	}
+}
+
+func printStatus(w io.Writer, st []deploy.NodeStatus, generations bool) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tSYSTEM\tGENERATION\tDEPLOY\tLAST RESULT")
+	for _, n := range st {
+		if n.Status == nil {
+			fmt.Fprintf(tw, "%s\t-\t-\t-\tunreachable: %s\n", n.Node, firstLine(n.Error))
+			continue
+		}
+		s := n.Status
+		sys := "-"
+		if s.CurrentSystem != "" {
+			sys = path.Base(s.CurrentSystem)
+		}
+		inProgress := "idle"
+		if s.InProgress != nil {
+			inProgress = fmt.Sprintf("in progress: %s by %s", s.InProgress.DeployID, s.InProgress.Who)
+		}
+		last := "-"
+		if s.Last != nil {
+			last = fmt.Sprintf("%s (%s, %s)", s.Last.Status, s.Last.DeployID, s.Last.Finished.Local().Format("2006-01-02 15:04:05"))
+			if s.Last.Reason != "" {
+				last += ": " + firstLine(s.Last.Reason)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", n.Node, sys, s.CurrentGeneration, inProgress, last)
+		if generations {
+			for _, g := range s.Generations {
+				mark := " "
+				if g.Current {
+					mark = "*"
+				}
+				fmt.Fprintf(tw, "\t%s %d\t%s\t%s\t\n", mark, g.Number, path.Base(g.Path), g.Date.Local().Format("2006-01-02 15:04:05"))
+			}
+		}
+	}
+	tw.Flush()
+}
+
+func firstLine(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' {
+			return s[:i] + " …"
+		}
+	}
+	return s
+}

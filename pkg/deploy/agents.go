@@ -1,0 +1,111 @@
+package deploy
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"github.com/tetherdeploy/tether/pkg/agent"
+	"github.com/tetherdeploy/tether/pkg/remote"
+)
+
+// AgentSource finds the tether-agent binary for a target architecture.
+type AgentSource interface {
+	// Agent returns the local path of the agent for GOARCH goarch and the
+	// hex SHA-256 of its content.
+	Agent(goarch string) (path, sum string, err error)
+}
+
+// AgentDir finds agents named tether-agent-linux-<arch> in a directory, as
+// scripts/build-agents.sh lays them out.
+type AgentDir struct {
+	Dir string
+
+	mu   sync.Mutex
+	sums map[string]string
+}
+
+// Agent implements AgentSource.
+func (a *AgentDir) Agent(goarch string) (string, string, error) {
+	p := filepath.Join(a.Dir, agent.AgentFileName(goarch))
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s, ok := a.sums[p]; ok {
+		return p, s, nil
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return "", "", fmt.Errorf("no tether-agent for linux/%s in %s (build it with scripts/build-agents.sh): %w", goarch, a.Dir, err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", "", fmt.Errorf("read agent %s: %w", p, err)
+	}
+	s := hex.EncodeToString(h.Sum(nil))
+	if a.sums == nil {
+		a.sums = map[string]string{}
+	}
+	a.sums[p] = s
+	return p, s, nil
+}
+
+// installAgent makes sure the node has the agent for its architecture under
+// its state dir and returns the remote path. The file name carries the
+// content hash, so an agent is uploaded once per version, and the hash is
+// checked on the node before it is trusted.
+func installAgent(ctx context.Context, c *remote.Client, src AgentSource, stateDir string) (string, error) {
+	out, err := c.Output(ctx, "uname", "-m")
+	if err != nil {
+		return "", fmt.Errorf("detect architecture: %w", err)
+	}
+	machine := strings.TrimSpace(string(out))
+	goarch, err := agent.GOARCH(machine)
+	if err != nil {
+		return "", err
+	}
+	local, sum, err := src.Agent(goarch)
+	if err != nil {
+		return "", err
+	}
+	dst := agent.AgentPath(stateDir, sum)
+	if remoteSum(ctx, c, dst) == sum {
+		return dst, nil
+	}
+	if _, err := c.Output(ctx, "mkdir", "-p", "-m", "700", stateDir); err != nil {
+		return "", fmt.Errorf("create %s: %w", stateDir, err)
+	}
+	f, err := os.Open(local)
+	if err != nil {
+		return "", fmt.Errorf("open agent: %w", err)
+	}
+	defer f.Close()
+	if err := c.Upload(ctx, f, dst, 0o755); err != nil {
+		return "", fmt.Errorf("upload agent: %w", err)
+	}
+	if got := remoteSum(ctx, c, dst); got != sum {
+		return "", fmt.Errorf("uploaded agent %s has sha256 %q, want %s", dst, got, sum)
+	}
+	return dst, nil
+}
+
+// remoteSum returns the hex SHA-256 of a file on the node, "" when it
+// cannot be read.
+func remoteSum(ctx context.Context, c *remote.Client, path string) string {
+	out, err := c.Output(ctx, "sha256sum", path)
+	if err != nil {
+		return ""
+	}
+	f := bytes.Fields(out)
+	if len(f) == 0 {
+		return ""
+	}
+	return string(f[0])
+}

@@ -1,0 +1,555 @@
+// Package deploy is the orchestrator: it builds the selected nodes' closures,
+// then runs each node's pipeline — connect, install the agent, copy the
+// closure, activate under magic rollback, confirm over a fresh connection —
+// several nodes at once, and reports what happened to each.
+//
+// A node that fails makes the nodes already deployed in the same run roll
+// back (unless KeepGoing), because a fleet half on the old configuration and
+// half on the new one is rarely what anyone wants. Interrupting a run stops
+// new work but never abandons a node mid-activation: the deployer waits,
+// without confirming, until the node is back on its previous system.
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tetherdeploy/tether/pkg/agent"
+	"github.com/tetherdeploy/tether/pkg/fleet"
+	"github.com/tetherdeploy/tether/pkg/nix"
+	"github.com/tetherdeploy/tether/pkg/remote"
+	"github.com/tetherdeploy/tether/pkg/transfer"
+)
+
+// Dialer opens SSH connections; *remote.Dialer is one.
+type Dialer interface {
+	Dial(ctx context.Context, t remote.Target) (*remote.Client, error)
+}
+
+// Engine runs deploys. Its fields are the seams: the local Nix store, the
+// SSH dialer, where agents come from and where events go.
+type Engine struct {
+	Nix    *nix.Runner
+	Dialer Dialer
+	Agents AgentSource
+	// Sink receives progress events; nil drops them.
+	Sink Sink
+	// HTTP runs deployer-side HTTP health checks; nil uses a client with
+	// no redirects followed.
+	HTTP *http.Client
+
+	mu sync.Mutex // serialises Sink
+}
+
+// DefaultParallel is how many nodes are handled at once unless told
+// otherwise: enough for a small fleet to go out together, few enough not to
+// saturate a home uplink.
+const DefaultParallel = 8
+
+// Options describe one run.
+type Options struct {
+	// DeployID names the run; per-node deploy ids are derived from it. It
+	// must be a valid agent deploy id prefix ([a-z0-9-]).
+	DeployID string
+	// Who is recorded on the targets (and shown to a concurrent deploy).
+	Who   string
+	Flake string
+	// Action is switch (default), boot, test or dry-activate.
+	Action agent.Action
+	// Parallel bounds how many nodes run at once; 0 means
+	// DefaultParallel.
+	Parallel int
+	// KeepGoing deploys the other nodes when one fails, instead of
+	// rolling back the ones this run already deployed.
+	KeepGoing bool
+	// ConfirmTimeout and ActivationTimeout, when positive, override the
+	// nodes' settings.
+	ConfirmTimeout    time.Duration
+	ActivationTimeout time.Duration
+	// AllowFailedUnits keeps an activation whose units failed (exit 4).
+	AllowFailedUnits bool
+	// GCRootDir holds the build's GC roots for the length of the run.
+	GCRootDir string
+}
+
+func (e *Engine) emit(ev Event) {
+	if e.Sink == nil {
+		return
+	}
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.Sink(ev)
+}
+
+func (e *Engine) httpClient() *http.Client {
+	if e.HTTP != nil {
+		return e.HTTP
+	}
+	return &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+}
+
+// Deploy builds and deploys nodes and reports each one's outcome.
+func (e *Engine) Deploy(ctx context.Context, nodes []*fleet.Node, opts Options) *Report {
+	if opts.Action == "" {
+		opts.Action = agent.ActionSwitch
+	}
+	rep := &Report{DeployID: opts.DeployID, Flake: opts.Flake, Action: string(opts.Action), Started: time.Now()}
+	runs := make([]*nodeRun, len(nodes))
+	for i, n := range nodes {
+		runs[i] = e.newRun(n, i, opts)
+	}
+	defer func() {
+		for _, r := range runs {
+			r.conn.drop()
+			rep.Results = append(rep.Results, r.res)
+		}
+		rep.Finished = time.Now()
+		rep.Interrupted = ctx.Err() != nil
+	}()
+
+	if err := e.build(ctx, runs, opts); err != nil {
+		for _, r := range runs {
+			if r.res.Status == "" {
+				r.finish(StatusFailed, err)
+			}
+		}
+		return rep
+	}
+
+	var abort atomic.Pointer[string] // the node whose failure stops the run
+	for _, wave := range waves(runs) {
+		g := new(errgroup.Group)
+		g.SetLimit(parallel(opts.Parallel))
+		for _, r := range wave {
+			g.Go(func() error {
+				if failed := abort.Load(); failed != nil {
+					r.finish(StatusSkipped, fmt.Errorf("not started: node %s failed", *failed))
+					return nil
+				}
+				if ctx.Err() != nil {
+					r.finish(StatusSkipped, errors.New("not started: interrupted"))
+					return nil
+				}
+				r.deploy(ctx, &abort)
+				if !r.res.Status.OK() && r.res.Status != StatusSkipped && !opts.KeepGoing {
+					name := r.node.Name
+					abort.CompareAndSwap(nil, &name)
+				}
+				return nil
+			})
+		}
+		g.Wait()
+	}
+
+	if failed := abort.Load(); failed != nil && !opts.KeepGoing {
+		e.rollbackDeployed(ctx, runs, fmt.Sprintf("node %s failed", *failed))
+	}
+	return rep
+}
+
+// build realises every selected profile in one nix invocation, so nix
+// schedules the whole fleet's builds together, GC-rooted for the run.
+func (e *Engine) build(ctx context.Context, runs []*nodeRun, opts Options) error {
+	var drvs []string
+	for _, r := range runs {
+		for _, p := range r.node.Profiles {
+			if p.DrvPath != "" {
+				drvs = append(drvs, p.DrvPath)
+			}
+		}
+	}
+	if len(drvs) == 0 {
+		return nil
+	}
+	start := time.Now()
+	e.emit(Event{Phase: PhaseBuild, Message: fmt.Sprintf("building %d profiles", len(drvs))})
+	outs, err := e.Nix.Realise(ctx, drvs, opts.GCRootDir)
+	took := time.Since(start)
+	for _, r := range runs {
+		r.res.Timings.Build = Seconds(took)
+	}
+	if err != nil {
+		e.emit(Event{Phase: PhaseBuild, Message: "build failed"})
+		return fmt.Errorf("build: %w", err)
+	}
+	for _, r := range runs {
+		for _, p := range r.node.Profiles {
+			if p.DrvPath != "" && !slices.Contains(outs[p.DrvPath], p.OutPath) {
+				return fmt.Errorf("build: %s did not produce %s (got %s)", p.DrvPath, p.OutPath, strings.Join(outs[p.DrvPath], ", "))
+			}
+		}
+	}
+	e.emit(Event{Phase: PhaseBuild, Message: fmt.Sprintf("built in %s", took.Round(time.Millisecond))})
+	return nil
+}
+
+func parallel(n int) int {
+	if n <= 0 {
+		return DefaultParallel
+	}
+	return n
+}
+
+// waves groups runs by their node's wave, lowest first.
+func waves(runs []*nodeRun) [][]*nodeRun {
+	byWave := map[int][]*nodeRun{}
+	var order []int
+	for _, r := range runs {
+		w := r.node.Wave
+		if _, ok := byWave[w]; !ok {
+			order = append(order, w)
+		}
+		byWave[w] = append(byWave[w], r)
+	}
+	sort.Ints(order)
+	out := make([][]*nodeRun, len(order))
+	for i, w := range order {
+		out[i] = byWave[w]
+	}
+	return out
+}
+
+// rollbackDeployed returns the nodes this run deployed to the systems they
+// ran before, under the same protection as any activation.
+func (e *Engine) rollbackDeployed(ctx context.Context, runs []*nodeRun, reason string) {
+	g := new(errgroup.Group)
+	for _, r := range runs {
+		if len(r.done) == 0 || !r.res.Status.OK() || r.res.Status == StatusDryActivated {
+			continue
+		}
+		g.Go(func() error {
+			r.rollbackRun(ctx, reason)
+			return nil
+		})
+	}
+	g.Wait()
+}
+
+// nodeRun is one node's pipeline and its outcome.
+type nodeRun struct {
+	e      *Engine
+	node   *fleet.Node
+	index  int
+	opts   Options
+	dialer Dialer
+	conn   *conn
+	res    Result
+	start  time.Time
+
+	connErr   error
+	agentPath string
+	stateDir  string
+	// done lists the profiles this run activated on the node, in order.
+	done []deployedProfile
+}
+
+type deployedProfile struct {
+	profile  *fleet.Profile
+	previous string
+	closure  string
+}
+
+func (e *Engine) newRun(n *fleet.Node, i int, opts Options) *nodeRun {
+	r := &nodeRun{e: e, node: n, index: i, opts: opts, dialer: e.Dialer, start: time.Now()}
+	r.res = Result{Node: n.Name, Action: string(opts.Action)}
+	r.stateDir = agent.StateDir(n.Settings.TempPath)
+	c, err := ConnectionFor(n)
+	r.connErr = err
+	r.conn = &conn{dialer: e.Dialer, target: c.Target}
+	return r
+}
+
+func (n *nodeRun) emit(phase Phase, msg string) {
+	n.e.emit(Event{Node: n.node.Name, Phase: phase, Message: msg})
+}
+
+func (n *nodeRun) sink(ev Event) { n.e.emit(ev) }
+
+func (n *nodeRun) finish(s Status, err error) {
+	n.res.Status = s
+	if err != nil {
+		n.res.Error = err.Error()
+	}
+	n.res.Timings.Total = Seconds(time.Since(n.start))
+	res := n.res
+	n.e.emit(Event{Node: n.node.Name, Phase: PhaseDone, Message: string(s), Result: &res})
+}
+
+// agentArgv prefixes argv with the switch to the profile's user when it is
+// not the SSH user.
+func (n *nodeRun) agentArgv(argv []string) []string {
+	s := n.node.Settings
+	if s.User == "" || s.User == s.SSHUser {
+		return argv
+	}
+	prefix := strings.Fields(s.Sudo)
+	if len(prefix) == 0 {
+		prefix = strings.Fields(fleet.DefaultSudo)
+	}
+	out := append(prefix, s.User)
+	if !s.InteractiveSudo && prefix[0] == "sudo" {
+		out = append(out[:1], append([]string{"-n"}, out[1:]...)...)
+	}
+	return append(out, argv...)
+}
+
+// connect opens the node's connection and installs the agent.
+func (n *nodeRun) connect(ctx context.Context) (Status, error) {
+	if n.connErr != nil {
+		return StatusFailed, n.connErr
+	}
+	n.emit(PhaseConnect, "connecting to "+describeTarget(n.conn.target))
+	c, err := n.conn.client(ctx)
+	if err != nil {
+		var hk *remote.HostKeyError
+		if errors.As(err, &hk) {
+			return StatusFailed, err
+		}
+		return StatusUnreachable, err
+	}
+	n.emit(PhaseAgent, "checking agent")
+	n.agentPath, err = installAgent(ctx, c, n.e.Agents, n.stateDir)
+	if err != nil {
+		return StatusFailed, fmt.Errorf("install agent: %w", err)
+	}
+	return "", nil
+}
+
+func describeTarget(t remote.Target) string {
+	s := t.Host
+	if t.Port != 0 && t.Port != 22 {
+		s = fmt.Sprintf("%s:%d", s, t.Port)
+	}
+	var via []string
+	for _, h := range t.Jumps {
+		via = append(via, h.Host)
+	}
+	if len(via) > 0 {
+		s += " via " + strings.Join(via, ", ")
+	}
+	return s
+}
+
+// deploy runs the node's pipeline.
+func (n *nodeRun) deploy(ctx context.Context, abort *atomic.Pointer[string]) {
+	if st, err := n.connect(ctx); err != nil {
+		if ctx.Err() != nil {
+			st, err = StatusSkipped, fmt.Errorf("interrupted before anything changed: %w", err)
+		}
+		n.finish(st, err)
+		return
+	}
+
+	var roots []string
+	for _, p := range n.node.Profiles {
+		roots = append(roots, p.OutPath)
+	}
+	copyStart := time.Now()
+	st, err := transfer.Copy(ctx, n.e.Nix, transfer.RemoteStore(n.clientOrNil(), nil), roots, transfer.Options{
+		Substitute: !n.node.Settings.FastConnection,
+		Progress: func(p transfer.Progress) {
+			n.sink(Event{Node: n.node.Name, Phase: PhaseCopy, Copy: &p})
+		},
+	})
+	n.res.Timings.Copy = Seconds(time.Since(copyStart))
+	n.res.Copied = CopyStats{Paths: st.Sent, Bytes: st.SentBytes, Present: st.Present, Substituted: st.Substituted}
+	if err != nil {
+		status := StatusFailed
+		if ctx.Err() != nil {
+			status = StatusSkipped
+			err = fmt.Errorf("interrupted during the copy; nothing was activated: %w", err)
+		} else {
+			err = fmt.Errorf("copy closure: %w", err)
+		}
+		n.finish(status, err)
+		return
+	}
+	n.emit(PhaseCopy, fmt.Sprintf("copied %d paths (%s); %d already present", st.Sent, humanBytes(st.SentBytes), st.Present))
+
+	if failed := abort.Load(); failed != nil {
+		n.finish(StatusSkipped, fmt.Errorf("not activated: node %s failed", *failed))
+		return
+	}
+	if ctx.Err() != nil {
+		n.finish(StatusSkipped, errors.New("not activated: interrupted"))
+		return
+	}
+
+	actStart := time.Now()
+	defer func() { n.res.Timings.Activate = Seconds(time.Since(actStart)) }()
+	for i, p := range n.node.Profiles {
+		req := n.request(p, p.OutPath, n.opts.Action, fmt.Sprintf("%s-%d-%d", n.opts.DeployID, n.index, i))
+		res, err := n.activate(ctx, req, p.Name)
+		pr := ProfileResult{Profile: p.Name, Path: p.OutPath, Previous: res.Previous, Generation: res.Generation}
+		status, perr := mapAgentResult(res, err)
+		pr.Status = status
+		if perr != nil {
+			pr.Error = perr.Error()
+		}
+		n.res.Profiles = append(n.res.Profiles, pr)
+		if i == 0 {
+			n.res.Previous, n.res.New, n.res.Generation, n.res.DeployID = res.Previous, p.OutPath, res.Generation, req.DeployID
+		}
+		if status.OK() {
+			if status != StatusDryActivated {
+				n.done = append(n.done, deployedProfile{profile: p, previous: res.Previous, closure: p.OutPath})
+			}
+			continue
+		}
+		// A later profile failed: take the earlier ones back too.
+		if len(n.done) > 0 && status != StatusUncertain {
+			n.rollbackProfiles(ctx, fmt.Sprintf("profile %s failed", p.Name))
+		}
+		n.res.Reason = res.Reason
+		n.finish(status, perr)
+		return
+	}
+	st0 := n.res.Profiles[0].Status
+	for _, p := range n.res.Profiles {
+		if p.Status == StatusRebootRequired {
+			st0 = StatusRebootRequired
+		}
+	}
+	n.res.Current = n.res.New
+	n.finish(st0, nil)
+}
+
+func (n *nodeRun) clientOrNil() *remote.Client {
+	n.conn.mu.Lock()
+	defer n.conn.mu.Unlock()
+	return n.conn.c
+}
+
+// request builds the agent request for activating closure as profile p.
+func (n *nodeRun) request(p *fleet.Profile, closure string, action agent.Action, id string) agent.Request {
+	s := p.Settings
+	confirm, activation := s.ConfirmTimeout, s.ActivationTimeout
+	if n.opts.ConfirmTimeout > 0 {
+		confirm = n.opts.ConfirmTimeout
+	}
+	if n.opts.ActivationTimeout > 0 {
+		activation = n.opts.ActivationTimeout
+	}
+	token, err := agent.NewToken()
+	if err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return agent.Request{
+		DeployID:          id,
+		Who:               n.opts.Who,
+		ProfilePath:       p.ProfilePath,
+		Closure:           closure,
+		Action:            action,
+		MagicRollback:     s.MagicRollback,
+		AutoRollback:      s.AutoRollback,
+		ConfirmTimeout:    agent.Duration(confirm),
+		ActivationTimeout: agent.Duration(activation),
+		AllowFailedUnits:  n.opts.AllowFailedUnits,
+		Token:             token,
+	}
+}
+
+func (n *nodeRun) activate(ctx context.Context, req agent.Request, label string) (agent.Result, error) {
+	a := &activation{n: n, req: req, dir: agent.DeployDir(n.stateDir, req.DeployID), label: label}
+	return a.run(ctx)
+}
+
+// mapAgentResult turns the agent's outcome into the node's.
+func mapAgentResult(res agent.Result, err error) (Status, error) {
+	if err != nil {
+		if errors.Is(err, errUncertain) {
+			return StatusUncertain, err
+		}
+		return StatusFailed, err
+	}
+	var detail error
+	if res.Reason != "" || res.Error != "" {
+		detail = errors.New(strings.TrimPrefix(strings.Join(nonEmpty(res.Reason, res.Error), ": "), ": "))
+	}
+	switch res.Status {
+	case agent.StatusDeployed:
+		return StatusDeployed, nil
+	case agent.StatusRebootRequired:
+		return StatusRebootRequired, nil
+	case agent.StatusDryActivated:
+		return StatusDryActivated, nil
+	case agent.StatusRolledBack:
+		return StatusRolledBack, detail
+	case agent.StatusRollbackFailed:
+		return StatusUncertain, detail
+	case agent.StatusLockHeld:
+		return StatusFailed, detail
+	default:
+		return StatusFailed, detail
+	}
+}
+
+func nonEmpty(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// rollbackRun takes a node this run deployed back to what it ran before,
+// because another node failed.
+func (n *nodeRun) rollbackRun(ctx context.Context, reason string) {
+	n.emit(PhaseRollback, "rolling back: "+reason)
+	if err := n.rollbackProfiles(ctx, reason); err != nil {
+		n.res.Reason = reason
+		n.finish(StatusUncertain, err)
+		return
+	}
+	n.res.Reason = reason
+	n.res.Current = n.res.Previous
+	n.finish(StatusRolledBack, fmt.Errorf("rolled back because %s", reason))
+}
+
+// rollbackProfiles re-activates, newest first, the previous systems of the
+// profiles this run activated.
+func (n *nodeRun) rollbackProfiles(ctx context.Context, reason string) error {
+	var errs []error
+	for i := len(n.done) - 1; i >= 0; i-- {
+		d := n.done[i]
+		if d.previous == "" {
+			errs = append(errs, fmt.Errorf("profile %s: no previous system to go back to", d.profile.Name))
+			continue
+		}
+		req := n.request(d.profile, d.previous, agent.ActionSwitch, fmt.Sprintf("%s-%d-%d-rb", n.opts.DeployID, n.index, i))
+		res, err := n.activate(context.WithoutCancel(ctx), req, "rollback of "+d.profile.Name)
+		if st, err := mapAgentResult(res, err); !st.OK() {
+			errs = append(errs, fmt.Errorf("profile %s: roll back to %s: %w", d.profile.Name, d.previous, err))
+		}
+	}
+	n.done = nil
+	return errors.Join(errs...)
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}

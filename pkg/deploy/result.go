@@ -1,0 +1,143 @@
+package deploy
+
+import (
+	"time"
+)
+
+// Status is the outcome of one node in a run.
+type Status string
+
+// Node outcomes, as written to --json and to the Action's outputs.
+const (
+	// StatusDeployed: the new system is active and was confirmed.
+	StatusDeployed Status = "deployed"
+	// StatusRebootRequired: deployed and confirmed; the activation asked
+	// for a reboot to finish (switch-to-configuration exit 100).
+	StatusRebootRequired Status = "reboot-required"
+	// StatusDryActivated: a dry activation ran; nothing changed.
+	StatusDryActivated Status = "dry-activated"
+	// StatusRolledBack: the node failed (or another node did) and is back
+	// on the system it ran before this run.
+	StatusRolledBack Status = "rolled-back"
+	// StatusFailed: the node failed before anything on it changed (build,
+	// copy, lock held), or failed with rollback disabled.
+	StatusFailed Status = "failed"
+	// StatusUnreachable: the node could not be reached before anything on
+	// it changed.
+	StatusUnreachable Status = "unreachable"
+	// StatusUncertain: the node may be on either system: contact was lost
+	// after activation began and never came back, or the rollback failed.
+	StatusUncertain Status = "uncertain"
+	// StatusSkipped: not attempted, because another node failed first or
+	// the run was interrupted.
+	StatusSkipped Status = "skipped"
+)
+
+// OK reports whether the node ends the run on its new system.
+func (s Status) OK() bool {
+	return s == StatusDeployed || s == StatusRebootRequired || s == StatusDryActivated
+}
+
+// Result is what happened to one node.
+type Result struct {
+	Node   string `json:"node"`
+	Status Status `json:"status"`
+	// Action is the activation that ran: switch, boot, test, dry-activate,
+	// or rollback.
+	Action string `json:"action"`
+	// Previous is the system the node ran before the run, New the one it
+	// was asked to run. Current is where the run left it.
+	Previous string `json:"previous,omitempty"`
+	New      string `json:"new,omitempty"`
+	Current  string `json:"current,omitempty"`
+	// Generation is the profile generation the run created (or, for a
+	// rollback, went back to); 0 when none.
+	Generation int `json:"generation,omitempty"`
+	// TargetGeneration is, for a rollback, the generation the node was
+	// asked to go back to.
+	TargetGeneration int `json:"targetGeneration,omitempty"`
+	// Profiles lists each profile's outcome when the node has several.
+	Profiles []ProfileResult `json:"profiles,omitempty"`
+	// Copied counts what the closure copy sent.
+	Copied CopyStats `json:"copied"`
+	// Timings of each phase.
+	Timings Timings `json:"timings"`
+	// Error says why the node did not deploy; Reason adds the rollback
+	// reason when it differs.
+	Error  string `json:"error,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// DeployID names the run on the target (its event log lives under
+	// <tempPath>/tether/<deployId>).
+	DeployID string `json:"deployId,omitempty"`
+}
+
+// ProfileResult is the outcome of one profile of a node.
+type ProfileResult struct {
+	Profile    string `json:"profile"`
+	Status     Status `json:"status"`
+	Path       string `json:"path"`
+	Previous   string `json:"previous,omitempty"`
+	Generation int    `json:"generation,omitempty"`
+	Error      string `json:"error,omitempty"`
+}
+
+// CopyStats describe one closure copy.
+type CopyStats struct {
+	Paths       int   `json:"paths"`       // store paths sent
+	Bytes       int64 `json:"bytes"`       // NAR bytes sent
+	Present     int   `json:"present"`     // paths the target already had
+	Substituted int   `json:"substituted"` // paths the target fetched from its own caches
+}
+
+// Timings hold the wall time of each phase, in the JSON as seconds.
+type Timings struct {
+	Build    Seconds `json:"build"`
+	Copy     Seconds `json:"copy"`
+	Activate Seconds `json:"activate"`
+	Confirm  Seconds `json:"confirm"`
+	Total    Seconds `json:"total"`
+}
+
+// Seconds is a duration that marshals as a number of seconds.
+type Seconds time.Duration
+
+// MarshalJSON writes the duration in seconds with millisecond precision.
+func (s Seconds) MarshalJSON() ([]byte, error) {
+	return []byte(formatSeconds(time.Duration(s))), nil
+}
+
+// Report is the outcome of a whole run.
+type Report struct {
+	DeployID string    `json:"deployId"`
+	Flake    string    `json:"flake"`
+	Action   string    `json:"action"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Results  []Result  `json:"nodes"`
+	// Interrupted is set when the run was cancelled before it finished.
+	Interrupted bool `json:"interrupted,omitempty"`
+}
+
+// Nodes returns the names of the nodes with one of the given statuses.
+func (r *Report) Nodes(statuses ...Status) []string {
+	var names []string
+	for _, res := range r.Results {
+		for _, s := range statuses {
+			if res.Status == s {
+				names = append(names, res.Node)
+				break
+			}
+		}
+	}
+	return names
+}
+
+// OK reports whether every node ended on its new system.
+func (r *Report) OK() bool {
+	for _, res := range r.Results {
+		if !res.Status.OK() {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,247 @@
+// Package transfer moves closures between Nix stores over tether's own SSH
+// connections: it asks the destination which paths it lacks, lets it fetch
+// what it can from its own binary caches, and streams an export of the rest
+// straight into an import on the far side.
+//
+// Nothing is buffered whole: the export is piped into the SSH session as it
+// is produced, so memory stays flat however large the closure. nix-store
+// --import registers each path only once it is complete, so a copy cut half
+// way leaves the destination consistent, and the next copy sends only the
+// paths that did not arrive.
+package transfer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/tetherdeploy/tether/pkg/nix"
+)
+
+// Store is one end of a copy: a nix runner pointed at a store, locally or
+// through a remote Executor.
+type Store = *nix.Runner
+
+// Options tune one copy.
+type Options struct {
+	// Substitute lets the destination fetch missing paths from its own
+	// binary caches before anything is sent. Off for nodes marked
+	// fastConnection, where sending is cheaper than a cache round trip.
+	Substitute bool
+	// BatchPaths caps how many paths one export/import pair carries, to
+	// stay under the destination's command-line limit; 0 means 1000.
+	BatchPaths int
+	// Progress is called as bytes go out (at most every ProgressEvery) and
+	// once at the end.
+	Progress      func(Progress)
+	ProgressEvery time.Duration
+}
+
+// Progress is the state of a running copy.
+type Progress struct {
+	Sent, Total int64 // NAR bytes
+	Paths       int   // paths sent so far
+	TotalPaths  int   // paths to send
+}
+
+// Stats describe a finished copy.
+type Stats struct {
+	Closure      int   // paths in the closure
+	ClosureBytes int64 // NAR bytes of the closure
+	Present      int   // paths the destination already had
+	Substituted  int   // paths it fetched from its own caches
+	Sent         int   // paths streamed to it
+	SentBytes    int64 // bytes of export stream streamed to it
+}
+
+// Copy makes every path in the closure of roots valid in dst, reading them
+// from src.
+func Copy(ctx context.Context, src, dst Store, roots []string, opts Options) (Stats, error) {
+	var st Stats
+	closure, err := src.Closure(ctx, roots)
+	if err != nil {
+		return st, fmt.Errorf("closure of %d roots: %w", len(roots), err)
+	}
+	st.Closure = len(closure)
+	sizes := make(map[string]int64, len(closure))
+	paths := make([]string, len(closure))
+	for i, p := range closure {
+		paths[i] = p.Path
+		sizes[p.Path] = p.NarSize
+		st.ClosureBytes += p.NarSize
+	}
+
+	missing, err := dst.Missing(ctx, paths)
+	if err != nil {
+		return st, fmt.Errorf("ask destination for missing paths: %w", err)
+	}
+	st.Present = len(paths) - len(missing)
+	if len(missing) > 0 && opts.Substitute {
+		before := len(missing)
+		missing, err = substitute(ctx, dst, missing)
+		if err != nil {
+			return st, err
+		}
+		st.Substituted = before - len(missing)
+	}
+	if len(missing) == 0 {
+		report(opts.Progress, Progress{})
+		return st, nil
+	}
+
+	// Missing keeps the closure's order, references first: the order
+	// nix-store --import needs, batch after batch.
+	var total int64
+	for _, p := range missing {
+		total += sizes[p]
+	}
+	meter := &meter{total: total, totalPaths: len(missing), fn: opts.Progress, every: opts.ProgressEvery}
+	batch := opts.BatchPaths
+	if batch <= 0 {
+		batch = 1000
+	}
+	for start := 0; start < len(missing); start += batch {
+		end := min(start+batch, len(missing))
+		part := missing[start:end]
+		n, err := stream(ctx, src, dst, part, meter)
+		st.SentBytes += n
+		if err != nil {
+			return st, err
+		}
+		st.Sent += len(part)
+		var partBytes int64
+		for _, p := range part {
+			partBytes += sizes[p]
+		}
+		meter.pathsDone(len(part), partBytes)
+	}
+	meter.flush()
+	return st, nil
+}
+
+// substitute asks the destination to fetch paths from its binary caches and
+// returns those still missing. A path no cache has is not an error: it will
+// be sent.
+func substitute(ctx context.Context, dst Store, missing []string) ([]string, error) {
+	// --realise of output paths only substitutes; failures (no cache has
+	// it, no network) are expected and leave the path for the stream.
+	_ = dst.Substitute(ctx, missing)
+	still, err := dst.Missing(ctx, missing)
+	if err != nil {
+		return nil, fmt.Errorf("ask destination for missing paths after substitution: %w", err)
+	}
+	return still, nil
+}
+
+// stream pipes `nix-store --export paths` on src into `nix-store --import`
+// on dst and returns the bytes that went through.
+func stream(ctx context.Context, src, dst Store, paths []string, m *meter) (int64, error) {
+	pr, pw := io.Pipe()
+	counted := &countingReader{r: pr, m: m}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		err := src.Export(gctx, paths, pw)
+		pw.CloseWithError(err)
+		if err != nil {
+			return fmt.Errorf("export: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		_, err := dst.Import(gctx, counted)
+		// Unblock the exporter if the importer stopped reading.
+		pr.CloseWithError(errImportEnded)
+		if err != nil {
+			return fmt.Errorf("import on destination: %w", err)
+		}
+		return nil
+	})
+	err := g.Wait()
+	if err != nil && errors.Is(err, errImportEnded) {
+		err = errors.New("destination stopped reading the closure stream")
+	}
+	return counted.n, err
+}
+
+var errImportEnded = errors.New("import ended")
+
+type countingReader struct {
+	r io.Reader
+	n int64
+	m *meter
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	c.m.add(int64(n))
+	return n, err
+}
+
+// meter turns stream bytes into Progress calls. The export stream is a
+// little larger than the NARs it carries; Sent is capped below Total until
+// the paths are confirmed imported.
+type meter struct {
+	mu         sync.Mutex
+	fn         func(Progress)
+	every      time.Duration
+	last       time.Time
+	total      int64
+	totalPaths int
+	done       int64 // NAR bytes of paths imported
+	inflight   int64 // stream bytes of the current batch
+	paths      int
+}
+
+func (m *meter) add(n int64) {
+	if m.fn == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.inflight += n
+	every := m.every
+	if every == 0 {
+		every = 200 * time.Millisecond
+	}
+	if now := time.Now(); now.Sub(m.last) >= every {
+		m.last = now
+		m.fn(m.progress())
+	}
+}
+
+func (m *meter) pathsDone(n int, bytes int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.paths += n
+	m.done += bytes
+	m.inflight = 0
+}
+
+func (m *meter) flush() {
+	if m.fn == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.fn(m.progress())
+}
+
+func (m *meter) progress() Progress {
+	sent := min(m.done+m.inflight, m.total)
+	if m.paths < m.totalPaths && sent == m.total && m.total > 0 {
+		sent = m.total - 1
+	}
+	return Progress{Sent: sent, Total: m.total, Paths: m.paths, TotalPaths: m.totalPaths}
+}
+
+func report(fn func(Progress), p Progress) {
+	if fn != nil {
+		fn(p)
+	}
+}
