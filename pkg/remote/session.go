@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -72,13 +74,24 @@ func shortCommand(argv []string) string {
 
 var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
+// pidPrefix starts every command line: the login shell reports its pid on
+// stderr (the line is taken out before the caller sees stderr) and then
+// becomes the command. sshd makes that shell a process group leader, so the
+// pid is what Run kills on cancellation: OpenSSH refuses "signal" requests
+// in sessions without privilege separation, which is every root login, and a
+// closed channel does not stop a command that is not writing.
+const pidPrefix = `printf '\036tether-pid %d\n' "$$" >&2; exec `
+
+// pidMarker is the line pidPrefix prints, up to the pid.
+const pidMarker = "\x1etether-pid "
+
 // commandLine checks cmd and builds the line sent in the exec request.
 func commandLine(cmd Cmd) (string, error) {
 	if err := CheckArgv(cmd.Argv); err != nil {
 		return "", err
 	}
 	if len(cmd.Env) == 0 {
-		return Quote(cmd.Argv), nil
+		return pidPrefix + Quote(cmd.Argv), nil
 	}
 	argv := []string{"env"}
 	for _, kv := range cmd.Env {
@@ -94,7 +107,7 @@ func commandLine(cmd Cmd) (string, error) {
 	if strings.Contains(cmd.Argv[0], "=") || strings.HasPrefix(cmd.Argv[0], "-") {
 		return "", fmt.Errorf("command %q cannot follow environment entries", cmd.Argv[0])
 	}
-	return Quote(append(argv, cmd.Argv...)), nil
+	return pidPrefix + Quote(append(argv, cmd.Argv...)), nil
 }
 
 // killGrace is how long Run waits, after a cancelled command was signalled,
@@ -126,12 +139,11 @@ func (c *Client) run(ctx context.Context, cmd Cmd, line string) error {
 	if err != nil {
 		return err
 	}
-	defer sess.Close()
 
 	stderrTail := newTail(20)
 	writeErr := make(chan error, 2)
 	stdout := &gate{w: cmd.Stdout, failed: writeErr}
-	stderr := &gate{w: cmd.Stderr, tail: stderrTail, failed: writeErr}
+	stderr := &gate{w: cmd.Stderr, tail: stderrTail, failed: writeErr, sniff: true, found: make(chan struct{})}
 	defer stdout.shut()
 	defer stderr.shut()
 	sess.Stdin = cmd.Stdin
@@ -140,48 +152,87 @@ func (c *Client) run(ctx context.Context, cmd Cmd, line string) error {
 
 	if cmd.ForwardAgent {
 		if !c.forwarding() {
+			sess.Close()
 			return errors.New("agent forwarding requested but the client has no agent (call ForwardAgent first)")
 		}
 		if err := agent.RequestAgentForwarding(sess); err != nil {
+			sess.Close()
 			return fmt.Errorf("request agent forwarding: %w", err)
 		}
 	}
 
-	done := make(chan error, 1)
+	var runErr error
+	finished := make(chan struct{})
 	go func() {
+		defer close(finished)
 		if err := sess.Start(line); err != nil {
-			done <- fmt.Errorf("start %s: %w", shortCommand(cmd.Argv), err)
+			runErr = fmt.Errorf("start %s: %w", shortCommand(cmd.Argv), err)
 			return
 		}
-		done <- sess.Wait()
+		runErr = sess.Wait()
 	}()
 
-	// abort kills the command and waits a little for its session to end,
-	// never longer: the link may be dead.
-	abort := func() {
-		go func() {
-			sess.Signal(ssh.SIGKILL)
-			sess.Close()
-		}()
-		select {
-		case <-done:
-		case <-time.After(killGrace):
-		case <-c.done:
-		}
-	}
 	select {
-	case err = <-done:
+	case <-finished:
+		sess.Close()
+		stderr.flush()
+		return c.exitError(cmd.Argv, runErr, stderrTail)
 	case <-ctx.Done():
-		abort()
+		c.abort(ctx, sess, stderr, finished)
 		return fmt.Errorf("%s: %w", shortCommand(cmd.Argv), context.Cause(ctx))
 	case werr := <-writeErr:
 		// Whoever reads the output is gone (a local importer failed,
 		// say): stop the remote side instead of letting it run on.
-		abort()
+		c.abort(ctx, sess, stderr, finished)
 		return fmt.Errorf("%s: write output: %w", shortCommand(cmd.Argv), werr)
 	}
-	return c.exitError(cmd.Argv, err, stderrTail)
 }
+
+// abort kills a command that is still running: a signal request (honoured
+// where the server allows it) and a kill of its process group from a second
+// session. It waits for the session to end for at most killGrace: the link
+// may be dead, and the caller asked to stop. What it started finishes in the
+// background within killTimeout.
+func (c *Client) abort(ctx context.Context, sess *ssh.Session, stderr *gate, finished <-chan struct{}) {
+	// Writing a request can block on a dead link, hence the goroutines.
+	go sess.Signal(ssh.SIGKILL)
+	go func() {
+		// The pid line may still be on its way when the command was
+		// cancelled right after it started.
+		select {
+		case <-stderr.found:
+			c.killGroup(ctx, stderr.pid.Load())
+		case <-finished:
+		case <-c.done:
+		case <-time.After(pidWait):
+		}
+	}()
+	select {
+	case <-finished:
+	case <-c.done:
+	case <-time.After(killGrace):
+	}
+	go sess.Close()
+}
+
+// killGroup kills a cancelled command's process group from a new session.
+// It runs even though ctx is done, briefly.
+func (c *Client) killGroup(ctx context.Context, pid int64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), killTimeout)
+	defer cancel()
+	p := strconv.FormatInt(pid, 10)
+	err := c.Run(ctx, Cmd{Argv: []string{"sh", "-c", `kill -9 -"$1" 2>/dev/null || kill -9 "$1"`, "sh", p}})
+	if err != nil {
+		c.dialer.logf("kill cancelled command (process group %s) on %s: %v", p, c.target.label(), err)
+	}
+}
+
+// killTimeout bounds killGroup: over a link that stopped answering it would
+// otherwise wait for a session that never opens.
+const killTimeout = 3 * time.Second
+
+// pidWait is how long a cancelled Run waits for the command's pid line.
+const pidWait = time.Second
 
 // exitError turns a session's Wait error into what the caller can act on.
 func (c *Client) exitError(argv []string, err error, stderr *tail) error {
@@ -280,13 +331,77 @@ type gate struct {
 	tail   *tail
 	off    bool
 	failed chan<- error
+
+	// sniff: look for pidPrefix's line among the first lines, take it
+	// out and record the pid.
+	sniff bool
+	line  []byte
+	lines int
+	pid   atomic.Int64
+	found chan struct{} // closed when pid is set
 }
+
+// Sniffing stops after this many lines or bytes without the marker (a
+// login shell's startup files might print something first).
+const (
+	sniffLines = 20
+	sniffBytes = 4096
+)
 
 func (g *gate) Write(p []byte) (int, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	n := len(p)
+	for g.sniff && len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			g.line = append(g.line, p...)
+			p = nil
+			if len(g.line) > sniffBytes {
+				g.sniff = false
+				g.emit(g.line)
+				g.line = nil
+			}
+			break
+		}
+		g.line = append(g.line, p[:i+1]...)
+		p = p[i+1:]
+		line := g.line
+		g.line = nil
+		g.lines++
+		if rest, ok := bytes.CutPrefix(line, []byte(pidMarker)); ok {
+			if pid, err := strconv.ParseInt(string(bytes.TrimSuffix(rest, []byte("\n"))), 10, 64); err == nil && pid > 1 {
+				g.pid.Store(pid)
+				close(g.found)
+				g.sniff = false
+				continue
+			}
+		}
+		g.emit(line)
+		if g.lines >= sniffLines {
+			g.sniff = false
+		}
+	}
+	if len(p) > 0 {
+		g.emit(p)
+	}
+	return n, nil
+}
+
+// flush passes on a partial line held while sniffing.
+func (g *gate) flush() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.line) > 0 {
+		g.emit(g.line)
+		g.line = nil
+	}
+	g.sniff = false
+}
+
+func (g *gate) emit(p []byte) {
 	if g.off {
-		return len(p), nil
+		return
 	}
 	if g.tail != nil {
 		g.tail.Write(p)
@@ -299,7 +414,6 @@ func (g *gate) Write(p []byte) (int, error) {
 			g.failed <- err
 		}
 	}
-	return len(p), nil
 }
 
 func (g *gate) shut() {

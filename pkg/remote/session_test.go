@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -60,9 +59,7 @@ func TestRunStreamsAndReportsExit(t *testing.T) {
 		{"kill -TERM $$", 128 + 15, "TERM"},
 	}
 	for _, tt := range tests {
-		// exec: the login shell becomes the command, so a signal that
-		// kills the command kills the session's process.
-		err := c.Run(ctx, Cmd{Argv: []string{"exec", "sh", "-c", tt.script}})
+		err := c.Run(ctx, Cmd{Argv: []string{"sh", "-c", tt.script}})
 		var ee *ExitError
 		if !errors.As(err, &ee) {
 			t.Errorf("%s: Run = %v, want *ExitError", tt.script, err)
@@ -71,7 +68,7 @@ func TestRunStreamsAndReportsExit(t *testing.T) {
 		if ee.Status != tt.wantStatus || ee.Signal != tt.wantSignal {
 			t.Errorf("%s: status %d signal %q, want %d %q", tt.script, ee.Status, ee.Signal, tt.wantStatus, tt.wantSignal)
 		}
-		if !strings.HasPrefix(err.Error(), "run on web: exec sh -c ") {
+		if !strings.HasPrefix(err.Error(), "run on web: sh -c ") {
 			t.Errorf("error %q does not name the node and command", err)
 		}
 	}
@@ -159,15 +156,26 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func TestCancelKillsRemoteCommand(t *testing.T) {
-	f := newFixture(t)
-	c, _, dir := webClient(t, f)
+	for _, refuse := range []bool{false, true} {
+		t.Run(fmt.Sprintf("server refuses signals=%v", refuse), func(t *testing.T) {
+			f := newFixture(t)
+			dir := t.TempDir()
+			s := f.server(remotetest.Options{Name: "web", Dir: dir, RefuseSignals: refuse})
+			f.pin(s.KnownHosts())
+			c := f.dial(direct("web", s))
+			testCancelKills(t, c, dir)
+		})
+	}
+}
+
+func testCancelKills(t *testing.T, c *Client, dir string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	pidFile := filepath.Join(dir, "pid")
 	errc := make(chan error, 1)
 	go func() {
-		// The command traps TERM and HUP: only the KILL sent on cancel
-		// (to its whole process group) ends it.
+		// The command traps TERM and HUP and keeps a child: only a KILL
+		// of its whole process group ends both.
 		errc <- c.Run(ctx, Cmd{Argv: []string{"sh", "-c", `trap '' TERM HUP; sleep 1000 & echo $! > pid.tmp; mv pid.tmp pid; wait`}})
 	}()
 	var pid int
@@ -497,4 +505,32 @@ func serveAgent(t *testing.T, keyPEM []byte) string {
 	return sock
 }
 
-var _ fs.FileMode
+func TestGateTakesOutPidLine(t *testing.T) {
+	tests := []struct {
+		name    string
+		writes  []string
+		want    string
+		wantPid int64
+	}{
+		{"marker first", []string{"\x1etether-pid 4242\nreal error\n"}, "real error\n", 4242},
+		{"marker split across writes", []string{"\x1etether-p", "id 77", "\nx"}, "x", 77},
+		{"noise from startup files first", []string{"welcome\n", "\x1etether-pid 9\n", "out\n"}, "welcome\nout\n", 9},
+		{"no marker, partial line kept", []string{"sh: printf: not found\npartial"}, "sh: printf: not found\npartial", 0},
+		{"marker only taken once", []string{"\x1etether-pid 5\n\x1etether-pid 6\n"}, "\x1etether-pid 6\n", 5},
+		{"bad pid passed through", []string{"\x1etether-pid x\n"}, "\x1etether-pid x\n", 0},
+	}
+	for _, tt := range tests {
+		var out bytes.Buffer
+		g := &gate{w: &out, sniff: true, tail: newTail(20), failed: make(chan error, 1), found: make(chan struct{})}
+		for _, w := range tt.writes {
+			g.Write([]byte(w))
+		}
+		g.flush()
+		if out.String() != tt.want || g.pid.Load() != tt.wantPid {
+			t.Errorf("%s: passed %q pid %d, want %q pid %d", tt.name, out.String(), g.pid.Load(), tt.want, tt.wantPid)
+		}
+		if strings.Contains(g.tail.String(), "tether-pid") != strings.Contains(tt.want, "tether-pid") {
+			t.Errorf("%s: stderr tail %q", tt.name, g.tail.String())
+		}
+	}
+}

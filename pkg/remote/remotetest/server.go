@@ -45,6 +45,9 @@ type Options struct {
 	// Dir is the working directory of commands; empty means the test's
 	// temporary directory.
 	Dir string
+	// RefuseSignals makes the server ignore "signal" requests, as OpenSSH
+	// does in sessions without privilege separation (every root login).
+	RefuseSignals bool
 }
 
 // Exec is one command a client ran.
@@ -385,13 +388,13 @@ func (s *Server) session(sconn *ssh.ServerConn, nch ssh.NewChannel) {
 		case "signal":
 			var sig struct{ Name string }
 			ssh.Unmarshal(req.Payload, &sig)
-			if cmd != nil && cmd.Process != nil {
+			if cmd != nil && cmd.Process != nil && !s.opts.RefuseSignals {
 				if n, ok := signals[sig.Name]; ok {
 					syscall.Kill(-cmd.Process.Pid, n)
 				}
 			}
 			if req.WantReply {
-				req.Reply(true, nil)
+				req.Reply(!s.opts.RefuseSignals, nil)
 			}
 		case "exec":
 			var ex struct{ Command string }
