@@ -307,6 +307,21 @@ func (c *Client) keepalive(sc *ssh.Client, name string, interval time.Duration, 
 	}
 }
 
+// goTracked runs f in a goroutine that Close waits for, unless the client
+// is already closed.
+func (c *Client) goTracked(f func()) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+}
+
 // fail records the first reason the client died and closes every link.
 func (c *Client) fail(err error) {
 	c.mu.Lock()

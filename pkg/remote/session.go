@@ -62,6 +62,10 @@ func (e *ExitError) Error() string {
 	return b.String()
 }
 
+// ExitCode returns Status, for code that handles local and remote command
+// failures alike.
+func (e *ExitError) ExitCode() int { return e.Status }
+
 // shortCommand is the command line for messages, cut when very long (a
 // command may carry a list of thousands of store paths).
 func shortCommand(argv []string) string {
@@ -196,7 +200,7 @@ func (c *Client) run(ctx context.Context, cmd Cmd, line string) error {
 func (c *Client) abort(ctx context.Context, sess *ssh.Session, stderr *gate, finished <-chan struct{}) {
 	// Writing a request can block on a dead link, hence the goroutines.
 	go sess.Signal(ssh.SIGKILL)
-	go func() {
+	c.goTracked(func() {
 		// The pid line may still be on its way when the command was
 		// cancelled right after it started.
 		select {
@@ -206,7 +210,7 @@ func (c *Client) abort(ctx context.Context, sess *ssh.Session, stderr *gate, fin
 		case <-c.done:
 		case <-time.After(pidWait):
 		}
-	}()
+	})
 	select {
 	case <-finished:
 	case <-c.done:

@@ -52,7 +52,10 @@ type Options struct {
 
 // Exec is one command a client ran.
 type Exec struct {
-	User    string
+	User string
+	// Command is the line as received. Lines from remote.Client.Run start
+	// with a short prefix that reports the shell's pid; match the command
+	// itself with strings.HasSuffix.
 	Command string
 }
 
