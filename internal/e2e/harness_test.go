@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
+
 	"github.com/tetherdeploy/tether/internal/fixture"
 	"github.com/tetherdeploy/tether/internal/testhost"
 	"github.com/tetherdeploy/tether/pkg/deploy"
@@ -184,4 +186,34 @@ func result(t *testing.T, r run, node string) deploy.Result {
 	}
 	t.Fatalf("no result for %s in report\n%s", node, r)
 	return deploy.Result{}
+}
+
+func parseReport(t *testing.T, b []byte) *deploy.Report {
+	t.Helper()
+	rep := &deploy.Report{}
+	if err := json.Unmarshal(b, rep); err != nil {
+		t.Fatalf("parse --json: %v\n%s", err, b)
+	}
+	return rep
+}
+
+func marshalKey(k ssh.PublicKey) []byte { return ssh.MarshalAuthorizedKey(k) }
+
+// replaceFlag sets the value following flag in args.
+func replaceFlag(args []string, flag, value string) []string {
+	out := append([]string(nil), args...)
+	for i := range out[:len(out)-1] {
+		if out[i] == flag {
+			out[i+1] = value
+		}
+	}
+	return out
+}
+
+// writeConfig writes tether.toml beside the fixture's flake.nix.
+func (s *sandbox) writeConfig(toml string) {
+	s.t.Helper()
+	if err := os.WriteFile(filepath.Join(s.flakeDir, "tether.toml"), []byte(toml), 0o644); err != nil {
+		s.t.Fatal(err)
+	}
 }
