@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -45,5 +48,92 @@ func TestDeployFleetFromDeployNodes(t *testing.T) {
 	}
 	for _, h := range fixture.Hosts() {
 		s.wantRunning(ctx, h, fixture.V2)
+	}
+}
+
+// TestDeployFleetFromTetherToml deploys nodes that exist only as
+// nixosConfigurations, described in tether.toml: frame1 behind the tunnel,
+// rpi through frame1 by node name, selected by tag.
+func TestDeployFleetFromTetherToml(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	s := newSandbox(t, sandboxOpts{tweak: func(h map[string]fixture.HostConf) {
+		// Only web stays in the flake's deploy.nodes.
+		for name := range h {
+			if name != fixture.Web {
+				delete(h, name)
+			}
+		}
+	}})
+	frame1 := s.fleet.Host(fixture.Frame1)
+	rpi := s.fleet.Host(fixture.RPi)
+	host, port, err := net.SplitHostPort(frame1.SSHAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.writeConfig(fmt.Sprintf(`
+[defaults]
+ssh_user = "root"
+
+[nodes.frame1]
+hostname = %q
+port = %s
+tags = ["home"]
+
+[nodes.rpi]
+hostname = %q
+jump = ["frame1"]
+tags = ["home", "pi"]
+
+[nodes.web]
+tags = ["cloud"]
+`, host, port, rpi.IP.String()))
+
+	r := s.tether(ctx, "deploy", "@home")
+	if r.code != exitOK {
+		t.Fatalf("deploy @home: %s", r)
+	}
+	if len(r.report.Results) != 2 {
+		t.Errorf("@home selected %d nodes, want frame1 and rpi", len(r.report.Results))
+	}
+	s.wantRunning(ctx, fixture.Frame1, fixture.V1)
+	s.wantRunning(ctx, fixture.RPi, fixture.V1)
+	if _, err := s.fleet.Host(fixture.Web).ReadFile(ctx, fixture.GenerationFile); err == nil {
+		t.Errorf("web was deployed but not selected")
+	}
+
+	s.setVariant(fixture.RPi, fixture.V2)
+	r = s.tether(ctx, "deploy")
+	if r.code != exitOK {
+		t.Fatalf("deploy all: %s", r)
+	}
+	s.wantRunning(ctx, fixture.RPi, fixture.V2)
+	s.wantRunning(ctx, fixture.Web, fixture.V1)
+	if res := result(t, r, fixture.Frame1); res.Copied.Paths != 0 {
+		t.Errorf("frame1 unchanged but %d paths copied", res.Copied.Paths)
+	}
+}
+
+func TestConfigErrorsTouchNothing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	s := newSandbox(t, sandboxOpts{})
+	s.writeConfig("[nodes.rpi]\njump = [\"nowhere\"]\n")
+	r := s.tether(ctx, "deploy")
+	if r.code != exitUsage {
+		t.Fatalf("deploy with a bad tether.toml: exit %d, want %d\n%s", r.code, exitUsage, r)
+	}
+	if !strings.Contains(r.stderr, "tether.toml:2") || !strings.Contains(r.stderr, "nowhere") {
+		t.Errorf("error does not name tether.toml:2 and the unknown jump target:\n%s", r.stderr)
+	}
+	s.writeConfig("")
+	r = s.tether(ctx, "deploy", "nosuchnode")
+	if r.code != exitUsage || !strings.Contains(r.stderr, "frame1") {
+		t.Errorf("unknown node: exit %d, want %d with the known nodes listed\n%s", r.code, exitUsage, r)
+	}
+	for _, h := range fixture.Hosts() {
+		if _, err := s.fleet.Host(h).ReadFile(ctx, fixture.GenerationFile); err == nil {
+			t.Errorf("%s was activated despite the configuration error", h)
+		}
 	}
 }

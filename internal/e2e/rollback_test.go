@@ -434,3 +434,29 @@ func TestWrongHostKeyRefused(t *testing.T) {
 }
 
 var _ = testhost.Home
+
+// TestInterruptLetsTargetsSettle sends SIGTERM as the activation starts: the
+// deployer must not confirm, must wait until the node is back on v1, and
+// must say so in its report and exit code.
+func TestInterruptLetsTargetsSettle(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	s := newSandbox(t, sandboxOpts{})
+	s.deployV1(ctx, fixture.Web)
+	s.setVariant(fixture.Web, fixture.V2)
+	p, lines, wait := s.startTether(ctx, "deploy", "--confirm-timeout", short, fixture.Web)
+	waitLine(t, lines, "activating", time.Minute)
+	p.Signal(syscall.SIGTERM)
+	r := wait()
+	if r.code != exitRolledBack {
+		t.Errorf("interrupted deploy: exit %d, want %d (rolled back)", r.code, exitRolledBack)
+	}
+	if res := result(t, r, fixture.Web); res.Status != deploy.StatusRolledBack {
+		t.Errorf("status %s, want rolled-back", res.Status)
+	}
+	if r.report != nil && !r.report.Interrupted {
+		t.Errorf("report does not say the run was interrupted")
+	}
+	// tether returned only once the node had settled: no waiting here.
+	s.wantRunning(ctx, fixture.Web, fixture.V1)
+}
