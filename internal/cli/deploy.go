@@ -61,8 +61,8 @@ func deployCommand(env Env, stderr io.Writer) *ucli.Command {
 				ActivationTimeout: c.Duration("activation-timeout"),
 				AllowFailedUnits:  c.Bool("allow-failed-units"),
 			}
-			rep, err := runDeploy(c.Context, s, c.App.Writer, stderr, opts, func(ctx context.Context, e *deploy.Engine) *deploy.Report {
-				return e.Deploy(ctx, s.nodes, opts)
+			rep, err := runDeploy(c.Context, s, c.App.Writer, stderr, opts, func(ctx context.Context, e *deploy.Engine, o deploy.Options) *deploy.Report {
+				return e.Deploy(ctx, s.nodes, o)
 			})
 			if err != nil {
 				return err
@@ -106,7 +106,8 @@ func rollbackCommand(env Env, stderr io.Writer) *ucli.Command {
 				},
 				Generation: c.Int("to-generation"),
 			}
-			rep, err := runDeploy(c.Context, s, c.App.Writer, stderr, opts.Options, func(ctx context.Context, e *deploy.Engine) *deploy.Report {
+			rep, err := runDeploy(c.Context, s, c.App.Writer, stderr, opts.Options, func(ctx context.Context, e *deploy.Engine, o deploy.Options) *deploy.Report {
+				opts.Options = o
 				return e.Rollback(ctx, s.nodes, opts)
 			})
 			if err != nil {
@@ -119,7 +120,7 @@ func rollbackCommand(env Env, stderr io.Writer) *ucli.Command {
 
 // runDeploy runs op on an engine wired to the setup, with live progress on
 // stderr, and a GC-root directory that lives as long as the run.
-func runDeploy(ctx context.Context, s *setup, stdout, stderr io.Writer, opts deploy.Options, op func(context.Context, *deploy.Engine) *deploy.Report) (*deploy.Report, error) {
+func runDeploy(ctx context.Context, s *setup, stdout, stderr io.Writer, opts deploy.Options, op func(context.Context, *deploy.Engine, deploy.Options) *deploy.Report) (*deploy.Report, error) {
 	roots, err := os.MkdirTemp("", "tether-gcroots-")
 	if err != nil {
 		return nil, err
@@ -130,7 +131,7 @@ func runDeploy(ctx context.Context, s *setup, stdout, stderr io.Writer, opts dep
 	defer prog.Close()
 	e := &deploy.Engine{Nix: s.nix, Dialer: s.dialer, Agents: s.agents, Sink: prog.Event}
 	s.nix.Log = prog.BuildLog()
-	return op(ctx, e), nil
+	return op(ctx, e, opts), nil
 }
 
 // finishReport prints the summary, writes --json and maps the outcome to

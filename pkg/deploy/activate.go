@@ -234,7 +234,9 @@ func (a *activation) confirm(ctx, settle context.Context, deadline time.Time) {
 			n.emit(PhaseConfirm, "confirmation refused: "+shortErr(err))
 			return
 		}
-		n.emit(PhaseConfirm, fmt.Sprintf("confirmation attempt %d failed: %s", attempt, shortErr(err)))
+		if attempt == 1 || attempt%5 == 0 {
+			n.emit(PhaseConfirm, fmt.Sprintf("confirmation attempt %d failed: %s (retrying until %s)", attempt, shortErr(err), deadline.Local().Format(time.TimeOnly)))
+		}
 		select {
 		case <-settle.Done():
 			return
