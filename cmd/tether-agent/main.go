@@ -1,0 +1,197 @@
+// Command tether-agent is the small static program tether uploads to each
+// target machine. It takes the machine's deploy lock, sets the profile, runs
+// the activation detached from the SSH session, and rolls back unless the
+// deployer confirms in time. Every subcommand prints JSON on standard output;
+// the protocol is described in package agent.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+
+	"github.com/tetherdeploy/tether/internal/version"
+	"github.com/tetherdeploy/tether/pkg/agent"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `usage: tether-agent <command> [flags]
+
+commands (each prints JSON on standard output):
+  start  --state-dir S [--detach auto|systemd|setsid]   request JSON on stdin
+  run    --dir D                                        the detached deploy (started by start)
+  follow --dir D [--offset N]                           stream the event log until done
+  confirm --dir D                                       token on stdin
+  status [--state-dir S] [--profile P]
+  generation [--profile P] --number N
+  version
+`
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fail(stdout, stderr, usageErr("no command"))
+	}
+	cmd, args := args[0], args[1:]
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		stateDir = fs.String("state-dir", agent.StateDir(""), "agent state dir (<tempPath>/tether)")
+		dir      = fs.String("dir", "", "deploy dir (<state-dir>/<deploy-id>)")
+		profile  = fs.String("profile", agent.DefaultProfile, "profile path")
+		offset   = fs.Int64("offset", 0, "byte offset in the event log to resume from")
+		number   = fs.Int("number", -1, "generation number")
+		detach   = fs.String("detach", string(agent.DetachAuto), "how to detach the runner: auto, systemd or setsid")
+		fork     = fs.Bool(agent.ForkFlag[2:], false, "internal: middle process of the double fork")
+	)
+	if err := fs.Parse(args); err != nil {
+		return fail(stdout, stderr, usageErr(err.Error()))
+	}
+	if fs.NArg() > 0 {
+		return fail(stdout, stderr, usageErr(fmt.Sprintf("%s: unexpected argument %q", cmd, fs.Arg(0))))
+	}
+	needDir := func() error {
+		if *dir == "" || !filepath.IsAbs(*dir) {
+			return usageErr(cmd + ": --dir must be an absolute deploy dir")
+		}
+		return nil
+	}
+
+	r := agent.NewRunner(*stateDir)
+	r.Env = os.Environ()
+	r.Diag = stderr
+
+	switch cmd {
+	case "version":
+		return reply(stdout, map[string]any{"protocol": agent.ProtocolVersion, "version": version.Get().Version,
+			"os": runtime.GOOS, "arch": runtime.GOARCH})
+
+	case "start":
+		exe, err := os.Executable()
+		if err != nil {
+			return fail(stdout, stderr, fmt.Errorf("start: find own executable: %w", err))
+		}
+		r.Executable = exe
+		var req agent.Request
+		dec := json.NewDecoder(io.LimitReader(stdin, 1<<20))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return fail(stdout, stderr, &agent.Error{Code: agent.CodeInvalidRequest, Msg: "start: read request from stdin", Err: err})
+		}
+		res, err := r.Start(ctx, req, agent.Detach(*detach))
+		if err != nil {
+			return fail(stdout, stderr, err)
+		}
+		return reply(stdout, res)
+
+	case "run":
+		if err := needDir(); err != nil {
+			return fail(stdout, stderr, err)
+		}
+		if *fork {
+			exe, err := os.Executable()
+			if err == nil {
+				err = agent.Fork([]string{exe, "run", "--dir", *dir}, os.Environ())
+			}
+			if err != nil {
+				return fail(stdout, stderr, err)
+			}
+			return 0
+		}
+		// The SSH session that started us may hang up; that is no reason
+		// to stop a deploy.
+		signal.Ignore(syscall.SIGHUP)
+		res, err := r.Run(ctx, *dir)
+		if err != nil {
+			return fail(stdout, stderr, err)
+		}
+		reply(stdout, res)
+		if !res.Status.OK() {
+			return 1
+		}
+		return 0
+
+	case "follow":
+		if err := needDir(); err != nil {
+			return fail(stdout, stderr, err)
+		}
+		if err := r.Follow(ctx, *dir, *offset, stdout); err != nil {
+			return fail(stdout, stderr, err)
+		}
+		return 0
+
+	case "confirm":
+		if err := needDir(); err != nil {
+			return fail(stdout, stderr, err)
+		}
+		token, err := io.ReadAll(io.LimitReader(stdin, 4096))
+		if err != nil {
+			return fail(stdout, stderr, fmt.Errorf("confirm: read token: %w", err))
+		}
+		if err := r.Confirm(ctx, *dir, string(token)); err != nil {
+			return fail(stdout, stderr, err)
+		}
+		return reply(stdout, map[string]bool{"ok": true})
+
+	case "status":
+		rep, err := r.Status(ctx, *profile)
+		if err != nil {
+			return fail(stdout, stderr, err)
+		}
+		return reply(stdout, rep)
+
+	case "generation":
+		if *number < 0 {
+			return fail(stdout, stderr, usageErr("generation: --number is required"))
+		}
+		g, err := r.Generation(*profile, *number)
+		if err != nil {
+			return fail(stdout, stderr, err)
+		}
+		return reply(stdout, g)
+
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	fmt.Fprint(stderr, usage)
+	return fail(stdout, stderr, usageErr(fmt.Sprintf("unknown command %q", cmd)))
+}
+
+func usageErr(msg string) error { return &agent.Error{Code: agent.CodeUsage, Msg: msg} }
+
+func reply(stdout io.Writer, v any) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 1
+	}
+	if _, err := stdout.Write(append(b, '\n')); err != nil {
+		return 1
+	}
+	return 0
+}
+
+// fail prints err as a JSON error reply (for the deployer) and as a line on
+// stderr (for a person), and returns the exit status its code maps to.
+func fail(stdout, stderr io.Writer, err error) int {
+	if errors.Is(err, context.Canceled) {
+		err = &agent.Error{Code: agent.CodeInternal, Msg: "interrupted", Err: err}
+	}
+	reply(stdout, agent.Reply(err))
+	fmt.Fprintf(stderr, "tether-agent: %v\n", err)
+	return agent.ExitCode(err)
+}

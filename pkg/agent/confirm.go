@@ -1,0 +1,167 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// awaitConfirmation waits for the deployer to prove, over a fresh
+// connection, that it still reaches the machine after the activation.
+//
+// The order is the point: any confirmation left from before is dropped, the
+// deadline is armed and the watch is running BEFORE `awaiting-confirmation`
+// is written. A deployer may answer that event within milliseconds; if the
+// watch started after the announcement, a fast confirmation could land in
+// the gap and be lost, and a good deploy would be rolled back. The watch
+// only looks at whether the file exists (level, not edge), and the deadline
+// path checks once more, so a confirmation written at any moment after the
+// announcement and before the deadline is honoured.
+func (d *deploy) awaitConfirmation(ctx context.Context) (bool, string) {
+	timeout := d.req.ConfirmTimeout.D()
+	path := filepath.Join(d.dir, confirmFile)
+	// Written before the new system was up, or left by an earlier attempt:
+	// it proves nothing about this activation.
+	removeConfirm(d.dir)
+
+	deadlineAt := d.r.Clock.Now().Add(timeout)
+	deadline := d.r.Clock.After(timeout)
+	wctx, stopWatch := context.WithCancel(ctx)
+	wake := make(chan struct{}, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.watchConfirm(wctx, path, wake)
+	}()
+	stop := func() {
+		stopWatch()
+		wg.Wait()
+	}
+
+	d.log.emit(Event{Type: EventAwaitingConfirmation, Deadline: deadlineAt.UTC()})
+
+	for {
+		select {
+		case <-wake:
+			if d.claimConfirm(path) {
+				stop()
+				return true, ""
+			}
+		case <-deadline:
+			stop()
+			if d.claimConfirm(path) {
+				return true, ""
+			}
+			return false, fmt.Sprintf("no confirmation within %s", timeout)
+		case <-ctx.Done():
+			stop()
+			if d.claimConfirm(path) {
+				return true, ""
+			}
+			return false, "the agent was stopped before a confirmation arrived"
+		}
+	}
+}
+
+// watchConfirm signals wake whenever the confirm file exists. It never
+// touches the file: awaitConfirmation claims it, so nothing found here can
+// be lost between the two.
+func (d *deploy) watchConfirm(ctx context.Context, path string, wake chan<- struct{}) {
+	for {
+		if _, err := os.Lstat(path); err == nil {
+			select {
+			case wake <- struct{}{}:
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.r.Clock.After(d.r.PollInterval):
+		}
+	}
+}
+
+// claimConfirm takes the confirm file (renaming it first, so a new one
+// written meanwhile is not deleted unread) and checks its token in constant
+// time. A wrong token is reported and waiting goes on.
+func (d *deploy) claimConfirm(path string) bool {
+	claimed := path + ".claimed"
+	if err := os.Rename(path, claimed); err != nil {
+		return false
+	}
+	got, err := readFileLimit(claimed, 4096)
+	_ = os.Remove(claimed)
+	if err != nil {
+		d.log.emit(Event{Type: EventConfirmRejected, Reason: "unreadable confirmation: " + err.Error()})
+		return false
+	}
+	if subtle.ConstantTimeCompare(bytes.TrimSpace(got), []byte(d.req.Token)) != 1 {
+		d.log.emit(Event{Type: EventConfirmRejected, Reason: "wrong confirmation token"})
+		return false
+	}
+	d.log.emit(Event{Type: EventConfirmed})
+	return true
+}
+
+// Confirm is `tether-agent confirm --dir D`: it hands the token to the
+// runner and waits for its verdict. It writes the file only once the runner
+// announced that it waits (a confirmation from before the activation
+// finished would prove nothing, and the runner drops it), so a deployer may
+// call it as early as it likes, and again after a dropped connection.
+func (r *Runner) Confirm(ctx context.Context, dir, token string) error {
+	r = r.withDefaults()
+	token = strings.TrimSpace(token)
+	if !tokenRE.MatchString(token) {
+		return &Error{Code: CodeUsage, Msg: "confirm: want the deploy's token (hex) on standard input"}
+	}
+	dir = filepath.Clean(dir)
+	var written, confirmed bool
+	var writtenAt int64 // log size when the file was written: later rejections are about it
+	events := filepath.Join(dir, eventsFile)
+	err := r.tail(ctx, dir, 0, func(_ []byte, e Event, off int64) (bool, error) {
+		switch e.Type {
+		case EventAwaitingConfirmation:
+			if !written {
+				if fi, err := os.Stat(events); err == nil {
+					writtenAt = fi.Size()
+				}
+				if err := writeFileAtomic(filepath.Join(dir, confirmFile), []byte(token+"\n"), 0o600); err != nil {
+					return true, fmt.Errorf("write confirmation: %w", err)
+				}
+				written = true
+			}
+		case EventConfirmRejected:
+			if written && off >= writtenAt {
+				return true, &Error{Code: CodeRejected, Msg: "confirmation rejected: " + e.Reason}
+			}
+		case EventConfirmed:
+			confirmed = true
+			return true, nil
+		case EventDone:
+			return true, &Error{Code: CodeTooLate, Status: e.Status,
+				Msg: fmt.Sprintf("too late: the deploy ended %s without a confirmation%s", e.Status, suffix(": ", e.Reason))}
+		}
+		return false, nil
+	})
+	if err != nil {
+		return err
+	}
+	if !confirmed {
+		return &Error{Code: CodeInternal, Msg: "confirm: event log ended without a verdict"}
+	}
+	return nil
+}
+
+func suffix(sep, s string) string {
+	if s == "" {
+		return ""
+	}
+	return sep + s
+}

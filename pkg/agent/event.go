@@ -1,0 +1,278 @@
+package agent
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+)
+
+// EventType names one step of a deploy in the event log.
+type EventType string
+
+// The events a runner writes, in the order they can appear.
+const (
+	EventLocked               EventType = "locked"                // lock taken: deployId, who, pid
+	EventLockHeld             EventType = "lock-held"             // another deploy runs: holder, error
+	EventPrevious             EventType = "previous"              // path (what a rollback restores), generation, running
+	EventProfileSet           EventType = "profile-set"           // generation, path
+	EventActivating           EventType = "activating"            // argv
+	EventLog                  EventType = "log"                   // stream, line: activation output
+	EventActivated            EventType = "activated"             // exitCode, unitsFailed, rebootRequired
+	EventActivationFailed     EventType = "activation-failed"     // exitCode (absent if it never ran), reason
+	EventRollingBack          EventType = "rolling-back"          // reason, to
+	EventRolledBack           EventType = "rolled-back"           // to, generation, exitCode
+	EventRollbackFailed       EventType = "rollback-failed"       // error
+	EventAwaitingConfirmation EventType = "awaiting-confirmation" // deadline
+	EventConfirmRejected      EventType = "confirm-rejected"      // reason
+	EventConfirmed            EventType = "confirmed"             //
+	EventWarning              EventType = "warning"               // error: something went wrong that does not change the outcome
+	EventDone                 EventType = "done"                  // status, error, reason, result: always last
+)
+
+// Status is the outcome of a deploy, carried by the `done` event and
+// last.json.
+type Status string
+
+// Outcomes. OK reports which of them leave the new system in place.
+const (
+	StatusDeployed       Status = "deployed"
+	StatusRebootRequired Status = "reboot-required" // deployed, and the activation asked for a reboot (exit 100)
+	StatusDryActivated   Status = "dry-activated"
+	StatusRolledBack     Status = "rolled-back"
+	StatusFailed         Status = "failed"          // failed and not rolled back (autoRollback off, or nothing changed)
+	StatusRollbackFailed Status = "rollback-failed" // failed, and the way back failed or did not exist
+	StatusLockHeld       Status = "lock-held"       // another deploy holds the machine; nothing was touched
+)
+
+// OK reports whether the deploy succeeded.
+func (s Status) OK() bool {
+	return s == StatusDeployed || s == StatusRebootRequired || s == StatusDryActivated
+}
+
+// Event is one line of D/events.jsonl. Fields not used by a type are omitted.
+type Event struct {
+	Seq  int       `json:"seq"`
+	Time time.Time `json:"time"`
+	Type EventType `json:"type"`
+
+	DeployID       string    `json:"deployId,omitempty"`
+	Who            string    `json:"who,omitempty"`
+	PID            int       `json:"pid,omitempty"`
+	Holder         *LockInfo `json:"holder,omitempty"`
+	Path           string    `json:"path,omitempty"`
+	Running        string    `json:"running,omitempty"`
+	To             string    `json:"to,omitempty"`
+	Generation     int       `json:"generation,omitempty"`
+	Argv           []string  `json:"argv,omitempty"`
+	Stream         string    `json:"stream,omitempty"`
+	Line           string    `json:"line,omitempty"`
+	ExitCode       *int      `json:"exitCode,omitempty"`
+	UnitsFailed    bool      `json:"unitsFailed,omitempty"`
+	RebootRequired bool      `json:"rebootRequired,omitempty"`
+	Reason         string    `json:"reason,omitempty"`
+	Deadline       time.Time `json:"deadline,omitzero"`
+	Status         Status    `json:"status,omitempty"`
+	Error          string    `json:"error,omitempty"`
+	Result         *Result   `json:"result,omitempty"`
+}
+
+// Terminal reports whether nothing follows this event in its log.
+func (e Event) Terminal() bool { return e.Type == EventDone }
+
+// Result sums up a finished deploy: the `done` event's result and last.json.
+type Result struct {
+	DeployID       string    `json:"deployId"`
+	Who            string    `json:"who,omitempty"`
+	Action         Action    `json:"action,omitempty"`
+	ProfilePath    string    `json:"profilePath,omitempty"`
+	Closure        string    `json:"closure,omitempty"`
+	Status         Status    `json:"status"`
+	Reason         string    `json:"reason,omitempty"` // why it rolled back or failed
+	Error          string    `json:"error,omitempty"`  // what went wrong on the way back, or before activation
+	Previous       string    `json:"previous,omitempty"`
+	Generation     int       `json:"generation,omitempty"` // the profile's generation at the end
+	ExitCode       *int      `json:"exitCode,omitempty"`   // the activation's exit code
+	UnitsFailed    bool      `json:"unitsFailed,omitempty"`
+	RebootRequired bool      `json:"rebootRequired,omitempty"`
+	Started        time.Time `json:"started,omitzero"`
+	Finished       time.Time `json:"finished,omitzero"`
+}
+
+// ParseEvent decodes one line of the event log.
+func ParseEvent(line []byte) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(line, &e); err != nil {
+		return Event{}, fmt.Errorf("event log line: %w", err)
+	}
+	if e.Type == "" {
+		return Event{}, errors.New("event log line: no type")
+	}
+	return e, nil
+}
+
+// EventReader reads the output of `follow` and keeps the byte offset of the
+// last complete line, which is what a deployer passes to `follow --offset`
+// after its connection dropped.
+type EventReader struct {
+	r      *bufio.Reader
+	offset int64
+}
+
+// NewEventReader reads events from r, whose first byte is at offset in the
+// log.
+func NewEventReader(r io.Reader, offset int64) *EventReader {
+	return &EventReader{r: bufio.NewReaderSize(r, 64<<10), offset: offset}
+}
+
+// Offset is the log offset just past the last event Next returned.
+func (er *EventReader) Offset() int64 { return er.offset }
+
+// Next returns the next complete event. A partial last line is not an
+// event: io.ErrUnexpectedEOF tells the caller to resume from Offset.
+func (er *EventReader) Next() (Event, error) {
+	line, err := er.r.ReadBytes('\n')
+	if err != nil {
+		if errors.Is(err, io.EOF) && len(line) > 0 {
+			return Event{}, io.ErrUnexpectedEOF
+		}
+		return Event{}, err
+	}
+	e, perr := ParseEvent(line)
+	if perr != nil {
+		return Event{}, fmt.Errorf("at offset %d: %w", er.offset, perr)
+	}
+	er.offset += int64(len(line))
+	return e, nil
+}
+
+// maxLogLine bounds one `log` event; longer output lines are cut (with a
+// marker) so a runaway activation cannot make a line the deployer must hold
+// whole.
+const maxLogLine = 8 << 10
+
+// eventLog appends events to D/events.jsonl: one write per line, O_APPEND,
+// so a follower never sees a torn line from a single writer, and a sync after
+// every event that is not activation output.
+type eventLog struct {
+	mu      sync.Mutex
+	f       *os.File
+	seq     int
+	now     func() time.Time
+	diag    io.Writer
+	observe func(Event)
+	failed  bool
+}
+
+func openEventLog(path string, now func() time.Time, diag io.Writer) (*eventLog, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open event log: %w", err)
+	}
+	seq, err := countLines(path)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &eventLog{f: f, seq: seq, now: now, diag: diag}, nil
+}
+
+func countLines(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("read event log: %w", err)
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		n++
+	}
+	return n, sc.Err()
+}
+
+// emit appends e. A failure to write is reported on the diagnostic log and
+// does not stop the state machine: a full disk must not keep a bad system
+// from being rolled back.
+func (l *eventLog) emit(e Event) {
+	l.mu.Lock()
+	l.seq++
+	e.Seq = l.seq
+	e.Time = l.now().UTC()
+	b, err := json.Marshal(e)
+	if err == nil {
+		b = append(b, '\n')
+		_, err = l.f.Write(b)
+		if err == nil && e.Type != EventLog {
+			err = l.f.Sync()
+		}
+	}
+	if err != nil && !l.failed {
+		l.failed = true
+		fmt.Fprintf(l.diag, "tether-agent: write event log: %v\n", err)
+	}
+	observe := l.observe
+	l.mu.Unlock()
+	if observe != nil {
+		observe(e)
+	}
+}
+
+func (l *eventLog) close() error { return l.f.Close() }
+
+// lineWriter turns a command's output into `log` events, one per line.
+type lineWriter struct {
+	log    *eventLog
+	stream string
+	buf    []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.buf = append(w.buf, p...)
+	for {
+		i := indexNewline(w.buf)
+		if i < 0 {
+			break
+		}
+		w.line(w.buf[:i])
+		w.buf = w.buf[i+1:]
+	}
+	if len(w.buf) > maxLogLine {
+		w.line(w.buf)
+		w.buf = w.buf[:0]
+	}
+	return len(p), nil
+}
+
+func indexNewline(b []byte) int {
+	for i, c := range b {
+		if c == '\n' {
+			return i
+		}
+	}
+	return -1
+}
+
+func (w *lineWriter) line(b []byte) {
+	if n := len(b); n > 0 && b[n-1] == '\r' {
+		b = b[:n-1]
+	}
+	s := string(b)
+	if len(s) > maxLogLine {
+		s = s[:maxLogLine] + " …(cut)"
+	}
+	w.log.emit(Event{Type: EventLog, Stream: w.stream, Line: s})
+}
+
+// flush emits a last line that had no newline.
+func (w *lineWriter) flush() {
+	if len(w.buf) > 0 {
+		w.line(w.buf)
+		w.buf = nil
+	}
+}

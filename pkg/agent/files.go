@@ -1,0 +1,98 @@
+package agent
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+)
+
+// writeFileAtomic replaces path with data: temp file in the same directory,
+// fsync, rename. A reader sees the old content or the new, never a part.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, append(b, '\n'), 0o600)
+}
+
+// readFileLimit reads at most max bytes of path.
+func readFileLimit(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, max))
+}
+
+// ensureStateDir creates the agent's state directory and refuses one that
+// someone else could have prepared: it lives under a world-writable temp
+// directory and holds the lock and the confirmation files of a root process.
+func ensureStateDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return &Error{Code: CodeInternal, Msg: "create state dir " + dir, Err: err}
+	}
+	return checkPrivateDir(dir)
+}
+
+func checkPrivateDir(dir string) error {
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return &Error{Code: CodeNotFound, Msg: "state dir " + dir + " does not exist", Err: err}
+		}
+		return &Error{Code: CodeInternal, Msg: "state dir " + dir, Err: err}
+	}
+	unsafe := func(why string) error {
+		return &Error{Code: CodeUnsafeStateDir, Msg: fmt.Sprintf("state dir %s %s; refusing to use it", dir, why)}
+	}
+	if !fi.IsDir() {
+		return unsafe("is not a directory")
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return unsafe(fmt.Sprintf("is writable by others (mode %v)", fi.Mode().Perm()))
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return unsafe(fmt.Sprintf("belongs to uid %d, not %d", st.Uid, os.Geteuid()))
+	}
+	return nil
+}

@@ -1,0 +1,421 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	evSuccess   = []string{"locked", "previous", "profile-set", "activating", "activated", "awaiting-confirmation", "confirmed", "done"}
+	evNoConfirm = []string{"locked", "previous", "profile-set", "activating", "activated", "awaiting-confirmation", "rolling-back", "activating", "rolled-back", "done"}
+	evFailed    = []string{"locked", "previous", "profile-set", "activating", "activation-failed", "rolling-back", "activating", "rolled-back", "done"}
+)
+
+func TestRun(t *testing.T) {
+	ok := fakeSystem{}
+	tests := []struct {
+		name    string
+		old     *fakeSystem // installed in the profile (and running) before; nil: fresh machine
+		new     fakeSystem
+		wrapper bool // new system has only the activation wrapper
+		mod     func(*Request)
+		// confirm: "client" runs Confirm alongside; "instant" writes the
+		// token inside the announcement itself; "none" lets the deadline
+		// pass; "wrong" writes a wrong token, then lets it pass; "stop"
+		// stops the agent while it waits.
+		confirm string
+		setup   func(h *harness, dir string)
+
+		want        []string
+		status      Status
+		activations []string
+		gens        []int
+		current     string // the profile's system afterwards; "" = no profile
+		reason      string // in Result.Reason
+		errText     string // in Result.Error
+		check       func(t *testing.T, h *harness, evs []Event, res Result)
+	}{{
+		name: "switch confirmed", old: &ok, new: ok, confirm: "client",
+		want: evSuccess, status: StatusDeployed,
+		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
+	}, {
+		name: "confirmation written the instant it is announced", old: &ok, new: ok, confirm: "instant",
+		want: evSuccess, status: StatusDeployed,
+		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
+	}, {
+		name: "no confirmation rolls back to the recorded previous system", old: &ok, new: ok, confirm: "none",
+		want: evNoConfirm, status: StatusRolledBack,
+		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+		reason: "no confirmation within 30s",
+		check: func(t *testing.T, h *harness, evs []Event, res Result) {
+			rb, _ := findEvent(evs, EventRolledBack)
+			if rb.To != filepath.Join(h.store, "old") || rb.Generation != 1 {
+				t.Errorf("rolled-back event = %+v, want to old, generation 1", rb)
+			}
+		},
+	}, {
+		name: "exit 2 rolls back", old: &ok, new: fakeSystem{code: 2, output: []string{"error: sshd.service failed"}},
+		want: evFailed, status: StatusRolledBack,
+		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+		reason: "exit status 2",
+		check: func(t *testing.T, h *harness, evs []Event, res Result) {
+			var lines []string
+			for _, e := range evs {
+				if e.Type == EventLog {
+					lines = append(lines, e.Stream+": "+e.Line)
+				}
+			}
+			if len(lines) != 1 || lines[0] != "stderr: error: sshd.service failed" {
+				t.Errorf("activation output as log events = %q", lines)
+			}
+			if af, _ := findEvent(evs, EventActivationFailed); af.ExitCode == nil || *af.ExitCode != 2 {
+				t.Errorf("activation-failed exit code = %v, want 2", af.ExitCode)
+			}
+		},
+	}, {
+		name: "exit 2 without autoRollback stays and fails", old: &ok, new: fakeSystem{code: 2},
+		mod:  func(r *Request) { r.AutoRollback = false },
+		want: []string{"locked", "previous", "profile-set", "activating", "activation-failed", "done"}, status: StatusFailed,
+		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
+		reason: "exit status 2",
+	}, {
+		name: "exit 4 rolls back", old: &ok, new: fakeSystem{code: 4},
+		want: evFailed, status: StatusRolledBack,
+		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+		reason: "units failed",
+	}, {
+		name: "exit 4 with allowFailedUnits is a deploy", old: &ok, new: fakeSystem{code: 4}, confirm: "client",
+		mod:  func(r *Request) { r.AllowFailedUnits = true },
+		want: evSuccess, status: StatusDeployed,
+		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
+		check: func(t *testing.T, h *harness, evs []Event, res Result) {
+			if !res.UnitsFailed {
+				t.Error("result does not say units failed")
+			}
+		},
+	}, {
+		name: "exit 100 is reboot-required, not a failure", old: &ok, new: fakeSystem{code: 100}, confirm: "client",
+		want: evSuccess, status: StatusRebootRequired,
+		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
+		check: func(t *testing.T, h *harness, evs []Event, res Result) {
+			if a, _ := findEvent(evs, EventActivated); !a.RebootRequired {
+				t.Errorf("activated event = %+v, want rebootRequired", a)
+			}
+		},
+	}, {
+		name: "exit 100 still needs the confirmation", old: &ok, new: fakeSystem{code: 100}, confirm: "none",
+		want: evNoConfirm, status: StatusRolledBack,
+		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+	}, {
+		name: "hanging activation is killed and rolled back", old: &ok, new: fakeSystem{hang: true},
+		want: evFailed, status: StatusRolledBack,
+		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+		reason: "did not finish within 4m0s",
+		check: func(t *testing.T, h *harness, evs []Event, res Result) {
+			if af, _ := findEvent(evs, EventActivationFailed); af.ExitCode != nil {
+				t.Errorf("killed activation reports exit code %d", *af.ExitCode)
+			}
+		},
+	}, {
+		name: "fresh profile deploys", new: ok, confirm: "client",
+		want: evSuccess, status: StatusDeployed,
+		activations: []string{"new switch"}, gens: []int{1}, current: "new",
+	}, {
+		name: "fresh profile cannot roll back: new generation removed", new: fakeSystem{code: 2},
+		want:   []string{"locked", "previous", "profile-set", "activating", "activation-failed", "rolling-back", "rollback-failed", "done"},
+		status: StatusRollbackFailed, activations: []string{"new switch"}, gens: nil, current: "",
+		errText: "no previous system",
+	}, {
+		name: "wrong token is rejected and the deploy rolls back", old: &ok, new: ok, confirm: "wrong",
+		want:   []string{"locked", "previous", "profile-set", "activating", "activated", "awaiting-confirmation", "confirm-rejected", "rolling-back", "activating", "rolled-back", "done"},
+		status: StatusRolledBack, activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+	}, {
+		name: "confirmation left from before the activation is ignored", old: &ok, new: ok, confirm: "none",
+		setup: func(h *harness, dir string) {
+			// Written early with the right token, and an earlier deploy's
+			// leftover with its own: neither may confirm this one.
+			writeConfirmFile(h.t, dir, testToken)
+			other := h.r.DeployDir("earlier-deploy")
+			if err := os.Mkdir(other, 0o700); err != nil {
+				h.t.Fatal(err)
+			}
+			writeConfirmFile(h.t, other, testToken)
+		},
+		want: evNoConfirm, status: StatusRolledBack,
+		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+	}, {
+		name: "agent stopped while waiting rolls back", old: &ok, new: ok, confirm: "stop",
+		want: evNoConfirm, status: StatusRolledBack,
+		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+		reason: "stopped before a confirmation",
+	}, {
+		name: "redeploying the current system never deletes its generation", old: &ok, new: ok, confirm: "none",
+		mod:  func(r *Request) { r.Closure = filepath.Join(filepath.Dir(r.Closure), "old") },
+		want: evNoConfirm, status: StatusRolledBack,
+		activations: []string{"old switch", "old switch"}, gens: []int{1}, current: "old",
+		check: func(t *testing.T, h *harness, evs []Event, res Result) {
+			if ps, _ := findEvent(evs, EventProfileSet); ps.Generation != 1 {
+				t.Errorf("profile-set generation = %d, want nix's reused 1", ps.Generation)
+			}
+		},
+	}, {
+		name: "boot sets the profile and needs no confirmation", old: &ok, new: ok,
+		mod:  func(r *Request) { r.Action = ActionBoot },
+		want: []string{"locked", "previous", "profile-set", "activating", "activated", "done"}, status: StatusDeployed,
+		activations: []string{"new boot"}, gens: []int{1, 2}, current: "new",
+	}, {
+		name: "failed boot rolls the boot default back", old: &ok, new: fakeSystem{code: 1},
+		mod:  func(r *Request) { r.Action = ActionBoot },
+		want: evFailed, status: StatusRolledBack,
+		activations: []string{"new boot", "old boot"}, gens: []int{1}, current: "old",
+	}, {
+		name: "test leaves the profile alone", old: &ok, new: ok, confirm: "client",
+		mod:  func(r *Request) { r.Action = ActionTest },
+		want: []string{"locked", "previous", "activating", "activated", "awaiting-confirmation", "confirmed", "done"}, status: StatusDeployed,
+		activations: []string{"new test"}, gens: []int{1}, current: "old",
+		check: func(t *testing.T, h *harness, evs []Event, res Result) {
+			if got := runningSystem(t, h); got != "new" {
+				t.Errorf("running system = %s, want new", got)
+			}
+		},
+	}, {
+		name: "test rolls back by re-activating the recorded running system with test", old: &ok, new: ok, confirm: "none",
+		mod:    func(r *Request) { r.Action = ActionTest },
+		want:   []string{"locked", "previous", "activating", "activated", "awaiting-confirmation", "rolling-back", "activating", "rolled-back", "done"},
+		status: StatusRolledBack, activations: []string{"new test", "old test"}, gens: []int{1}, current: "old",
+		check: func(t *testing.T, h *harness, evs []Event, res Result) {
+			if got := runningSystem(t, h); got != "old" {
+				t.Errorf("running system = %s, want old", got)
+			}
+		},
+	}, {
+		name: "dry-activate changes nothing and logs the output", old: &ok,
+		new:  fakeSystem{output: []string{"would restart the following units: sshd.service"}},
+		mod:  func(r *Request) { r.Action = ActionDryActivate },
+		want: []string{"locked", "previous", "activating", "activated", "done"}, status: StatusDryActivated,
+		activations: []string{"new dry-activate"}, gens: []int{1}, current: "old",
+		check: func(t *testing.T, h *harness, evs []Event, res Result) {
+			if l, _ := findEvent(evs, EventLog); l.Line != "would restart the following units: sshd.service" {
+				t.Errorf("log event = %+v", l)
+			}
+		},
+	}, {
+		name: "wrapper gets PROFILE and the mode flags", old: &ok, new: ok, wrapper: true, confirm: "client",
+		want: evSuccess, status: StatusDeployed,
+		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
+		check: func(t *testing.T, h *harness, evs []Event, res Result) {
+			a, _ := findEvent(evs, EventActivating)
+			if want := []string{filepath.Join(h.profile, WrapperName)}; !reflect.DeepEqual(a.Argv, want) {
+				t.Errorf("activation argv = %q, want %q", a.Argv, want)
+			}
+			env := h.m.activEnv[0]
+			for k, want := range map[string]string{"PROFILE": h.profile, "DRY_ACTIVATE": "0", "BOOT": "0", "TEST": "0", "PATH": "/fake/bin"} {
+				if got := envValue(env, k); got != want {
+					t.Errorf("wrapper env %s=%q, want %q", k, got, want)
+				}
+			}
+		},
+	}, {
+		name: "wrapper dry-activate runs from the closure", old: &ok, new: ok, wrapper: true,
+		mod:  func(r *Request) { r.Action = ActionDryActivate },
+		want: []string{"locked", "previous", "activating", "activated", "done"}, status: StatusDryActivated,
+		activations: []string{"new dry-activate"}, gens: []int{1}, current: "old",
+		check: func(t *testing.T, h *harness, evs []Event, res Result) {
+			env := h.m.activEnv[0]
+			if envValue(env, "PROFILE") != filepath.Join(h.store, "new") || envValue(env, "DRY_ACTIVATE") != "1" {
+				t.Errorf("wrapper env = %q", env)
+			}
+		},
+	}, {
+		name: "test refuses a wrapper-only system before touching anything", old: &ok, new: ok, wrapper: true,
+		mod:  func(r *Request) { r.Action = ActionTest },
+		want: []string{"locked", "previous", "done"}, status: StatusFailed,
+		activations: nil, gens: []int{1}, current: "old", errText: "test needs it",
+	}, {
+		name: "closure not on the machine", old: &ok, new: ok,
+		mod:  func(r *Request) { r.Closure = filepath.Join(filepath.Dir(r.Closure), "missing") },
+		want: []string{"locked", "previous", "done"}, status: StatusFailed,
+		activations: nil, gens: []int{1}, current: "old", errText: "not on this machine",
+	}, {
+		name: "magicRollback off: deployed once activated", old: &ok, new: ok,
+		mod:  func(r *Request) { r.MagicRollback = false; r.Token = "" },
+		want: []string{"locked", "previous", "profile-set", "activating", "activated", "done"}, status: StatusDeployed,
+		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
+	}}
+
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			if tc.old != nil {
+				old := h.system("old", *tc.old, false)
+				h.installed(old)
+				h.running(old)
+			}
+			newSys := h.system("new", tc.new, tc.wrapper)
+			req := h.request("deploy-1", newSys)
+			if tc.mod != nil {
+				tc.mod(&req)
+			}
+			dir := h.prepare(req)
+			if tc.setup != nil {
+				tc.setup(h, dir)
+			}
+
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			confirmErr := make(chan error, 1)
+			switch tc.confirm {
+			case "client":
+				go func() { confirmErr <- h.r.Confirm(ctx, dir, testToken) }()
+			case "instant", "none", "wrong", "stop", "":
+				confirmErr <- nil
+			default:
+				t.Fatalf("bad confirm mode %q", tc.confirm)
+			}
+			h.r.observe = func(e Event) {
+				switch {
+				case e.Type == EventAwaitingConfirmation && tc.confirm == "instant":
+					writeConfirmFile(t, dir, testToken)
+				case e.Type == EventAwaitingConfirmation && tc.confirm == "none":
+					h.clock.Advance(DefaultConfirmTimeout)
+				case e.Type == EventAwaitingConfirmation && tc.confirm == "wrong":
+					writeConfirmFile(t, dir, strings.Repeat("ab", 32))
+				case e.Type == EventConfirmRejected && tc.confirm == "wrong":
+					h.clock.Advance(DefaultConfirmTimeout)
+				case e.Type == EventAwaitingConfirmation && tc.confirm == "stop":
+					cancel()
+				}
+			}
+
+			// A lost confirmation would wait for a deadline only the test
+			// moves: move it after a while so the case fails, not hangs.
+			watchdog := time.AfterFunc(20*time.Second, func() { h.clock.Advance(time.Hour) })
+			res, err := h.r.Run(ctx, dir)
+			watchdog.Stop()
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if err := <-confirmErr; err != nil {
+				t.Errorf("Confirm: %v", err)
+			}
+			evs := readEvents(t, dir)
+			if got := types(evs); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("events:\n got %q\nwant %q", got, tc.want)
+			}
+			for i, e := range evs {
+				if e.Seq != i+1 {
+					t.Errorf("event %d has seq %d", i, e.Seq)
+				}
+			}
+			if res.Status != tc.status {
+				t.Errorf("status = %s, want %s (reason %q, error %q)", res.Status, tc.status, res.Reason, res.Error)
+			}
+			if done := evs[len(evs)-1]; done.Type != EventDone || done.Status != tc.status || done.Result == nil {
+				t.Errorf("last event = %+v, want done with status %s and a result", done, tc.status)
+			}
+			if got := h.m.activated(); !reflect.DeepEqual(got, tc.activations) {
+				t.Errorf("activations = %q, want %q", got, tc.activations)
+			}
+			gens, current := h.generations()
+			if !reflect.DeepEqual(gens, tc.gens) || current != tc.current {
+				t.Errorf("profile: generations %v current %q, want %v %q", gens, current, tc.gens, tc.current)
+			}
+			if !strings.Contains(res.Reason, tc.reason) {
+				t.Errorf("reason = %q, want it to mention %q", res.Reason, tc.reason)
+			}
+			if !strings.Contains(res.Error, tc.errText) {
+				t.Errorf("error = %q, want it to mention %q", res.Error, tc.errText)
+			}
+			if last := h.last(); last.Status != tc.status || last.DeployID != "deploy-1" {
+				t.Errorf("last.json = %+v", last)
+			}
+			h.checkNoSecretsLeft(dir)
+			if tc.check != nil {
+				tc.check(t, h, evs, res)
+			}
+		})
+	}
+}
+
+func writeConfirmFile(t *testing.T, dir, token string) {
+	t.Helper()
+	if err := writeFileAtomic(filepath.Join(dir, confirmFile), []byte(token+"\n"), 0o600); err != nil {
+		t.Error(err)
+	}
+}
+
+func runningSystem(t *testing.T, h *harness) string {
+	t.Helper()
+	p, err := readLink(filepath.Join(h.root, "run/current-system"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Base(p)
+}
+
+func TestRunLockHeld(t *testing.T) {
+	h := newHarness(t)
+	old := h.system("old", fakeSystem{}, false)
+	h.installed(old)
+	newSys := h.system("new", fakeSystem{}, false)
+	dir := h.prepare(h.request("second", newSys))
+
+	holder := LockInfo{DeployID: "first", Who: "alice@laptop", PID: 4242}
+	lock, err := acquireLock(context.Background(), h.r.StateDir, holder, h.clock, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.release()
+
+	res, err := h.r.Run(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := readEvents(t, dir)
+	if got, want := types(evs), []string{"lock-held", "done"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("events = %q, want %q", got, want)
+	}
+	if evs[0].Holder == nil || evs[0].Holder.DeployID != "first" || evs[0].Holder.Who != "alice@laptop" {
+		t.Errorf("lock-held holder = %+v", evs[0].Holder)
+	}
+	if res.Status != StatusLockHeld || !strings.Contains(res.Error, "deploy first from alice@laptop in progress") {
+		t.Errorf("result = %s %q", res.Status, res.Error)
+	}
+	if got := h.m.activated(); len(got) != 0 {
+		t.Errorf("activations with the lock held elsewhere: %q", got)
+	}
+	if gens, cur := h.generations(); !reflect.DeepEqual(gens, []int{1}) || cur != "old" {
+		t.Errorf("profile touched: %v %s", gens, cur)
+	}
+	if _, err := os.Stat(filepath.Join(h.r.StateDir, lastFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused deploy wrote last.json (err %v)", err)
+	}
+	if info, _ := probeLock(h.r.StateDir); info == nil || info.DeployID != "first" {
+		t.Errorf("holder's lock disturbed: %+v", info)
+	}
+}
+
+func TestRunRejectsRequestForOtherDir(t *testing.T) {
+	h := newHarness(t)
+	newSys := h.system("new", fakeSystem{}, false)
+	dir := h.prepare(h.request("one", newSys))
+	if err := os.Rename(dir, h.r.DeployDir("two")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := h.r.Run(context.Background(), h.r.DeployDir("two"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Status != StatusFailed || !strings.Contains(res.Error, "not two") {
+		t.Errorf("result = %s %q", res.Status, res.Error)
+	}
+	if len(h.m.activated()) != 0 {
+		t.Error("activated anyway")
+	}
+}

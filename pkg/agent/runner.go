@@ -1,0 +1,233 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// File names inside the state dir S and a deploy dir D = S/<deploy-id>.
+const (
+	requestFile = "request.json"
+	eventsFile  = "events.jsonl"
+	confirmFile = "confirm"
+	agentLog    = "agent.log"
+	lastFile    = "last.json"
+)
+
+// Runner is the target side of a deploy. Its fields are the seams between
+// the state machine and the machine it runs on; NewRunner fills them with
+// the real ones, tests with fakes.
+//
+// Start and Status work on StateDir; Run, Follow and Confirm take a deploy
+// dir D and use its parent as the state dir, so every process of one deploy
+// agrees on where the lock is.
+type Runner struct {
+	// StateDir is S, <tempPath>/tether.
+	StateDir string
+	// Exec runs nix-env, the activation and systemd-run.
+	Exec Executor
+	// Clock gives time, deadlines and poll intervals.
+	Clock Clock
+	// HasSystemd reports whether systemd manages the machine (and so
+	// whether `start` detaches the runner with systemd-run).
+	HasSystemd func() bool
+	// Spawn starts argv detached from the caller's session (setsid and a
+	// double fork), with its output appended to logPath.
+	Spawn func(ctx context.Context, argv, env []string, logPath string) error
+	// Root is prefixed to /run/current-system, /run/booted-system and
+	// /run/systemd/system.
+	Root string
+	// Executable is the agent binary `start` launches the runner from.
+	Executable string
+	// Env is the environment of every command the agent runs (PATH finds
+	// nix-env and systemd-run).
+	Env []string
+	// Diag receives diagnostics that are not events.
+	Diag io.Writer
+	// PollInterval paces watching files (confirmation, event log).
+	PollInterval time.Duration
+	// LockRetry is how long the runner retries a held lock before it
+	// reports it held: `status` and `follow` probe it for an instant.
+	LockRetry time.Duration
+	// StartWait bounds how long `start` waits for the runner's first event.
+	StartWait time.Duration
+	// GoneGrace is how long `follow` lets a log without a `done` event sit
+	// after its runner released the lock before calling the runner gone.
+	GoneGrace time.Duration
+
+	observe func(Event) // tests: called after each event is written
+}
+
+// NewRunner returns a Runner on the real machine.
+func NewRunner(stateDir string) *Runner {
+	return (&Runner{StateDir: stateDir}).withDefaults()
+}
+
+func (r *Runner) withDefaults() *Runner {
+	c := *r
+	if c.Exec == nil {
+		c.Exec = OSExecutor{}
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	if c.Root == "" {
+		c.Root = "/"
+	}
+	if c.HasSystemd == nil {
+		root := c.Root
+		c.HasSystemd = func() bool {
+			fi, err := os.Stat(filepath.Join(root, "run/systemd/system"))
+			return err == nil && fi.IsDir()
+		}
+	}
+	if c.Spawn == nil {
+		c.Spawn = spawnDetached
+	}
+	if c.Diag == nil {
+		c.Diag = io.Discard
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 100 * time.Millisecond
+	}
+	if c.LockRetry <= 0 {
+		c.LockRetry = 250 * time.Millisecond
+	}
+	if c.StartWait <= 0 {
+		c.StartWait = 10 * time.Second
+	}
+	if c.GoneGrace <= 0 {
+		c.GoneGrace = 2 * time.Second
+	}
+	return &c
+}
+
+func (r *Runner) currentSystemLink() string { return filepath.Join(r.Root, "run/current-system") }
+func (r *Runner) bootedSystemLink() string  { return filepath.Join(r.Root, "run/booted-system") }
+
+// DeployDir returns D for a deploy id.
+func (r *Runner) DeployDir(id string) string { return filepath.Join(r.StateDir, id) }
+
+// Run is the detached state machine of one deploy (`tether-agent run --dir
+// D`): lock, record the previous system, set the profile, activate, wait for
+// the confirmation, roll back when any of it fails, and always end the event
+// log with `done`. The error is only for a deploy dir it cannot even report
+// into; every other outcome is in the Result.
+//
+// Cancelling ctx (the agent got SIGTERM) counts as "no confirmation": a
+// machine being shut down must not come back up on a system nobody
+// confirmed. The rollback itself runs to the end regardless.
+func (r *Runner) Run(ctx context.Context, dir string) (Result, error) {
+	r = r.withDefaults()
+	dir = filepath.Clean(dir)
+	stateDir := filepath.Dir(dir)
+	if err := checkPrivateDir(stateDir); err != nil {
+		return Result{}, err
+	}
+	log, err := openEventLog(filepath.Join(dir, eventsFile), r.Clock.Now, r.Diag)
+	if err != nil {
+		return Result{}, err
+	}
+	defer log.close()
+	log.observe = r.observe
+
+	res := Result{DeployID: filepath.Base(dir), Started: r.Clock.Now().UTC()}
+	done := func() (Result, error) {
+		res.Finished = r.Clock.Now().UTC()
+		log.emit(Event{Type: EventDone, Status: res.Status, Reason: res.Reason, Error: res.Error, Result: &res})
+		return res, nil
+	}
+
+	req, err := r.loadRequest(dir, log)
+	if err != nil {
+		res.Status, res.Error = StatusFailed, err.Error()
+		return done()
+	}
+	req = req.withDefaults()
+	res.DeployID, res.Who, res.Action = req.DeployID, req.Who, req.Action
+	res.ProfilePath, res.Closure = req.ProfilePath, req.Closure
+
+	lock, err := acquireLock(ctx, stateDir, LockInfo{DeployID: req.DeployID, Who: req.Who, PID: os.Getpid(), Started: res.Started}, r.Clock, r.LockRetry)
+	if err != nil {
+		res.Status, res.Error = StatusFailed, err.Error()
+		var held *LockHeldError
+		if errors.As(err, &held) {
+			// Another deploy owns the machine: touch nothing of it, not
+			// even last.json.
+			res.Status = StatusLockHeld
+			h := held.Holder
+			log.emit(Event{Type: EventLockHeld, Holder: &h, Error: err.Error()})
+		}
+		return done()
+	}
+	log.emit(Event{Type: EventLocked, DeployID: req.DeployID, Who: req.Who, PID: os.Getpid()})
+
+	d := &deploy{r: r, log: log, dir: dir, req: req, res: &res}
+	res.Status = d.run(ctx)
+
+	// Nothing that could confirm a later deploy survives this one.
+	removeConfirm(dir)
+	if err := stripToken(dir); err != nil {
+		log.emit(Event{Type: EventWarning, Error: "remove token from request: " + err.Error()})
+	}
+	res.Finished = r.Clock.Now().UTC()
+	if err := writeJSONAtomic(filepath.Join(stateDir, lastFile), res); err != nil {
+		log.emit(Event{Type: EventWarning, Error: "write " + lastFile + ": " + err.Error()})
+	}
+	// The lock goes before `done`: a deployer that saw `done` may start the
+	// next deploy at once and must not find the machine still locked.
+	lock.release()
+	return done()
+}
+
+// loadRequest reads D/request.json and takes the token out of it on disk at
+// once: from here on it lives only in this process.
+func (r *Runner) loadRequest(dir string, log *eventLog) (Request, error) {
+	b, err := readFileLimit(filepath.Join(dir, requestFile), 1<<20)
+	if err != nil {
+		return Request{}, fmt.Errorf("read request: %w", err)
+	}
+	var req Request
+	if err := json.Unmarshal(b, &req); err != nil {
+		return Request{}, &Error{Code: CodeInvalidRequest, Msg: "read request", Err: err}
+	}
+	if err := req.Validate(); err != nil {
+		return Request{}, err
+	}
+	if req.DeployID != filepath.Base(dir) {
+		return Request{}, &Error{Code: CodeInvalidRequest, Msg: fmt.Sprintf("request is for deploy %s, not %s", req.DeployID, filepath.Base(dir))}
+	}
+	if err := stripToken(dir); err != nil {
+		log.emit(Event{Type: EventWarning, Error: "remove token from request: " + err.Error()})
+	}
+	return req, nil
+}
+
+// stripToken rewrites D/request.json without its token.
+func stripToken(dir string) error {
+	path := filepath.Join(dir, requestFile)
+	b, err := readFileLimit(path, 1<<20)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	var req Request
+	if err := json.Unmarshal(b, &req); err != nil || req.Token == "" {
+		return err
+	}
+	req.Token = ""
+	return writeJSONAtomic(path, req)
+}
+
+func removeConfirm(dir string) {
+	_ = os.Remove(filepath.Join(dir, confirmFile))
+	_ = os.Remove(filepath.Join(dir, confirmFile+".claimed"))
+}

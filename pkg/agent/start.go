@@ -1,0 +1,269 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// Detach says how `start` detaches the runner from the caller's session.
+type Detach string
+
+// Detach modes. DetachAuto picks systemd when systemd manages the machine.
+const (
+	DetachAuto    Detach = "auto"
+	DetachSystemd Detach = "systemd"
+	DetachSetsid  Detach = "setsid"
+)
+
+// StartResult is what `start` prints when the runner holds the lock.
+type StartResult struct {
+	OK       bool   `json:"ok"`
+	DeployID string `json:"deployId"`
+	Dir      string `json:"dir"`
+	Detach   Detach `json:"detach"`
+	Unit     string `json:"unit,omitempty"`
+}
+
+// UnitName is the systemd unit a deploy's runner runs as.
+func UnitName(deployID string) string { return "tether-" + deployID }
+
+// Start is `tether-agent start`: it validates req, makes the deploy dir,
+// launches the runner detached from the caller — so that dropping the SSH
+// connection cannot touch the activation — and returns once the runner
+// holds the machine's lock. When another deploy holds it, the error is a
+// *LockHeldError naming that deploy and who started it.
+func (r *Runner) Start(ctx context.Context, req Request, mode Detach) (StartResult, error) {
+	r = r.withDefaults()
+	if err := req.Validate(); err != nil {
+		return StartResult{}, err
+	}
+	if r.Executable == "" {
+		return StartResult{}, &Error{Code: CodeInternal, Msg: "start: agent executable unknown"}
+	}
+	if err := ensureStateDir(r.StateDir); err != nil {
+		return StartResult{}, err
+	}
+	dir := r.DeployDir(req.DeployID)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return StartResult{}, &Error{Code: CodeExists, Msg: fmt.Sprintf("deploy %s already exists on this machine (%s); deploy ids are used once", req.DeployID, dir)}
+		}
+		return StartResult{}, fmt.Errorf("create deploy dir: %w", err)
+	}
+	if err := writeJSONAtomic(filepath.Join(dir, requestFile), req); err != nil {
+		return StartResult{}, fmt.Errorf("write request: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(dir, eventsFile), nil, 0o600); err != nil {
+		return StartResult{}, fmt.Errorf("create event log: %w", err)
+	}
+
+	if mode == "" || mode == DetachAuto {
+		mode = DetachSetsid
+		if r.HasSystemd() {
+			mode = DetachSystemd
+		}
+	}
+	res := StartResult{OK: true, DeployID: req.DeployID, Dir: dir, Detach: mode}
+	argv := []string{r.Executable, "run", "--dir", dir}
+	env := runnerEnv(r.Env, mode == DetachSystemd)
+	switch mode {
+	case DetachSystemd:
+		res.Unit = UnitName(req.DeployID)
+		if err := r.systemdRun(ctx, res.Unit, argv, env); err != nil {
+			return StartResult{}, err
+		}
+	case DetachSetsid:
+		if err := r.Spawn(ctx, argv, env, filepath.Join(dir, agentLog)); err != nil {
+			return StartResult{}, fmt.Errorf("start runner: %w", err)
+		}
+	default:
+		return StartResult{}, &Error{Code: CodeUsage, Msg: fmt.Sprintf("detach mode %q: want auto, systemd or setsid", mode)}
+	}
+
+	first, err := r.firstEvent(ctx, dir)
+	if err != nil {
+		return StartResult{}, err
+	}
+	switch first.Type {
+	case EventLocked:
+		return res, nil
+	case EventLockHeld:
+		if first.Holder != nil {
+			return StartResult{}, &LockHeldError{Holder: *first.Holder}
+		}
+		return StartResult{}, &LockHeldError{Holder: LockInfo{DeployID: "unknown"}}
+	}
+	msg := first.Error
+	if msg == "" {
+		msg = fmt.Sprintf("unexpected first event %q", first.Type)
+	}
+	return StartResult{}, &Error{Code: codeOf(first), Msg: "runner: " + msg}
+}
+
+func codeOf(e Event) ErrorCode {
+	if strings.HasPrefix(e.Error, "invalid request") {
+		return CodeInvalidRequest
+	}
+	return CodeInternal
+}
+
+// systemdRun starts the runner as a transient service: it is then systemd's
+// child, outside the SSH session's scope, and its output is in the journal.
+// The unit inherits nothing from this shell, so the environment is passed
+// explicitly (PATH must find nix-env).
+func (r *Runner) systemdRun(ctx context.Context, unit string, argv, env []string) error {
+	cmd := []string{"systemd-run", "--unit=" + unit, "--collect", "--service-type=exec", "--quiet", "--no-ask-password"}
+	for _, kv := range env {
+		cmd = append(cmd, "--setenv="+kv)
+	}
+	cmd = append(cmd, "--")
+	cmd = append(cmd, argv...)
+	var out tailBuffer
+	out.max = 2048
+	code, err := r.Exec.Run(ctx, Command{Argv: cmd, Env: r.Env, Dir: "/", Stdout: &out, Stderr: &out})
+	if err != nil || code != 0 {
+		return fmt.Errorf("start runner: %w", &CmdError{Argv: cmd[:2], ExitCode: code, Stderr: out.String(), Err: err})
+	}
+	return nil
+}
+
+// firstEvent waits for the runner's first event.
+func (r *Runner) firstEvent(ctx context.Context, dir string) (Event, error) {
+	path := filepath.Join(dir, eventsFile)
+	deadline := r.Clock.After(r.StartWait)
+	for {
+		if f, err := os.Open(path); err == nil {
+			line, rerr := bufio.NewReader(f).ReadBytes('\n')
+			f.Close()
+			if rerr == nil {
+				return ParseEvent(line)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return Event{}, ctx.Err()
+		case <-deadline:
+			msg := fmt.Sprintf("the runner wrote no event within %s", r.StartWait)
+			if tail := fileTail(filepath.Join(dir, agentLog), 1024); tail != "" {
+				msg += "; its log ends: " + tail
+			}
+			return Event{}, &Error{Code: CodeStartTimeout, Msg: msg}
+		case <-r.Clock.After(r.PollInterval):
+		}
+	}
+}
+
+func fileTail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Size() > n {
+		_, _ = f.Seek(-n, 2)
+	}
+	var t tailBuffer
+	t.max = int(n)
+	buf := make([]byte, n)
+	k, _ := f.Read(buf)
+	_, _ = t.Write(buf[:k])
+	return t.String()
+}
+
+// runnerEnv is the environment the detached runner gets: what finds nix and
+// configures it, not the whole SSH session. The NixOS system and default
+// profile bin directories are added to PATH, since a non-interactive SSH
+// session on some machines has a bare one. A transient unit's environment
+// is readable by every user (systemctl show), so NIX_CONFIG, which may hold
+// access tokens, is not passed there; nix-env --set does not need it.
+func runnerEnv(env []string, public bool) []string {
+	var out []string
+	path := ""
+	for _, kv := range env {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		switch {
+		case k == "PATH":
+			path = v
+		case k == "HOME", k == "USER", k == "LOGNAME", k == "LANG", k == "TZ", k == "TZDIR",
+			k == "LOCALE_ARCHIVE", strings.HasPrefix(k, "LC_"), strings.HasPrefix(k, "NIX_"):
+			if public && k == "NIX_CONFIG" {
+				continue
+			}
+			out = append(out, kv)
+		}
+	}
+	for _, dir := range []string{"/run/current-system/sw/bin", "/nix/var/nix/profiles/default/bin", "/usr/bin", "/bin"} {
+		if !containsPath(path, dir) {
+			if path != "" {
+				path += ":"
+			}
+			path += dir
+		}
+	}
+	return append(out, "PATH="+path)
+}
+
+func containsPath(list, dir string) bool {
+	for _, d := range filepath.SplitList(list) {
+		if d == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// ForkFlag is the argument `start` adds for the middle process of the
+// double fork.
+const ForkFlag = "--fork"
+
+// spawnDetached starts argv in a new session with no terminal, its standard
+// input /dev/null and its output appended to logPath. It runs the agent
+// with ForkFlag, which starts the real runner and exits at once (Fork); the
+// runner is then an orphan that is not a session leader, so no terminal
+// hangup of the SSH session can ever reach it.
+func spawnDetached(ctx context.Context, argv, env []string, logPath string) error {
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return err
+	}
+	defer devnull.Close()
+	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], ForkFlag)...)
+	cmd.Env = env
+	cmd.Dir = "/"
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("detach %s: %w", argv[0], err)
+	}
+	return nil
+}
+
+// Fork is the middle of the double fork: it starts argv (the runner) with
+// this process's standard files and environment, and returns without
+// waiting. The caller exits right after.
+func Fork(argv, env []string) error {
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
+	cmd.Dir = "/"
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("fork runner: %w", err)
+	}
+	return cmd.Process.Release()
+}
