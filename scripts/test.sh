@@ -34,5 +34,21 @@ else
 	echo "!! not root: end-to-end tests on sandbox hosts will be SKIPPED" >&2
 fi
 
+if [[ $(id -u) == 0 ]]; then
+	# A crashed earlier run must not break this one.
+	go run ./internal/testhost/cmd/testhost clean
+fi
+
 echo "== go test"
 go test -count=1 -timeout 45m "$@" ./...
+
+if [[ $(id -u) == 0 ]]; then
+	echo "== leftovers"
+	left=$(go run ./internal/testhost/cmd/testhost leftovers)
+	if [[ -n $left ]]; then
+		echo "the test suite left sandbox hosts behind:" >&2
+		echo "$left" >&2
+		exit 1
+	fi
+	echo "none"
+fi
