@@ -145,6 +145,10 @@ func (r *Runner) Confirm(ctx context.Context, dir, token string) error {
 			confirmed = true
 			return true, nil
 		case EventDone:
+			if written {
+				// Nobody will read it: leave nothing behind.
+				_ = os.Remove(filepath.Join(dir, confirmFile))
+			}
 			return true, &Error{Code: CodeTooLate, Status: e.Status,
 				Msg: fmt.Sprintf("too late: the deploy ended %s without a confirmation%s", e.Status, suffix(": ", e.Reason))}
 		}
