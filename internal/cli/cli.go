@@ -66,6 +66,7 @@ func newApp(env Env, stdout, stderr io.Writer) *ucli.App {
 			return usageError(err)
 		},
 		Commands: []*ucli.Command{
+			planCommand(env, stderr),
 			deployCommand(env, stderr),
 			rollbackCommand(env, stderr),
 			statusCommand(env, stderr),

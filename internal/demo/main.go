@@ -112,6 +112,13 @@ func demo(ctx context.Context, out io.Writer) error {
 			return err
 		}
 	}
+	say(out, "   First the plan, as a pull request would show it: read-only queries on each machine,\n   nothing copied there (rpi adds --dry-activate to list the units that would change)")
+	if err := s.tether(ctx, 0, "plan"); err != nil {
+		return err
+	}
+	if err := s.tether(ctx, 0, "plan", "--dry-activate", fixture.RPi); err != nil {
+		return err
+	}
 	if err := s.tether(ctx, 0, "deploy"); err != nil {
 		return err
 	}

@@ -80,6 +80,9 @@ type Options struct {
 	AllowFailedUnits bool
 	// GCRootDir holds the build's GC roots for the length of the run.
 	GCRootDir string
+	// Prebuilt says the profiles were already built (and rooted) by the
+	// caller, as a plan does before its dry activations.
+	Prebuilt bool
 }
 
 func (e *Engine) emit(ev Event) {
@@ -120,7 +123,9 @@ func (e *Engine) Deploy(ctx context.Context, nodes []*fleet.Node, opts Options) 
 		rep.Interrupted = ctx.Err() != nil
 	}()
 
-	if err := e.build(ctx, runs, opts); err != nil {
+	if opts.Prebuilt {
+		// nothing to build
+	} else if err := e.build(ctx, runs, opts); err != nil {
 		for _, r := range runs {
 			if r.res.Status == "" {
 				r.finish(StatusFailed, err)

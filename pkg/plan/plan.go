@@ -18,6 +18,10 @@ const (
 	StatusUnreachable Status = "unreachable" // the node could not be queried
 	StatusFresh       Status = "fresh"       // the node has no current system; everything is added
 	StatusError       Status = "error"       // planning failed for another reason; see Error
+	// StatusNotQueried: the node was deliberately not contacted (a pull
+	// request from a fork never reaches the fleet); only the new system is
+	// known. Error says why.
+	StatusNotQueried Status = "not-queried"
 )
 
 // Plan is the whole fleet's plan: what `tether plan` prints and what the

@@ -87,6 +87,8 @@ func planStatusText(s plan.Status) string {
 		return "unreachable"
 	case plan.StatusError:
 		return "error"
+	case plan.StatusNotQueried:
+		return "not queried"
 	}
 	return string(s)
 }

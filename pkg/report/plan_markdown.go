@@ -453,7 +453,7 @@ func planMDBlock(n *plan.NodePlan) *mdBlock {
 	add(fmt.Sprintf("<details><summary>%s · %s</summary>\n\n", planHTMLCode(n.Node), html.EscapeString(summary)))
 
 	switch n.Status {
-	case plan.StatusUnreachable, plan.StatusError:
+	case plan.StatusUnreachable, plan.StatusError, plan.StatusNotQueried:
 		if n.Error != "" {
 			addSec(planMDCodeBlock("", planLines(n.Error), "line"))
 		}

@@ -35,7 +35,7 @@ func PlanText(w io.Writer, p *plan.Plan) error {
 func planTextNode(w *bufio.Writer, n *plan.NodePlan) {
 	name := planClean(n.Node)
 	switch n.Status {
-	case plan.StatusUnreachable, plan.StatusError:
+	case plan.StatusUnreachable, plan.StatusError, plan.StatusNotQueried:
 		fmt.Fprintf(w, "%s: %s\n", name, planStatusText(n.Status))
 		for _, l := range planLines(n.Error) {
 			fmt.Fprintf(w, "  %s\n", l)
