@@ -140,7 +140,11 @@ func parseInputs(getenv func(string) string) (Inputs, error) {
 
 // splitNodes splits a selection written with spaces, commas or newlines.
 func splitNodes(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	f := strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
+	if len(f) == 0 {
+		return nil
+	}
+	return f
 }
 
 // normalizeKey gives a private key pasted into a secret Unix line ends and
