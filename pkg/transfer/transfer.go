@@ -16,9 +16,8 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 
 	"github.com/tetherdeploy/tether/pkg/nix"
 )
@@ -101,6 +100,7 @@ func Copy(ctx context.Context, src, dst Store, roots []string, opts Options) (St
 		total += sizes[p]
 	}
 	meter := &meter{total: total, totalPaths: len(missing), fn: opts.Progress, every: opts.ProgressEvery}
+	defer meter.stop()
 	batch := opts.BatchPaths
 	if batch <= 0 {
 		batch = 1000
@@ -140,46 +140,69 @@ func substitute(ctx context.Context, dst Store, missing []string) ([]string, err
 
 // stream pipes `nix-store --export paths` on src into `nix-store --import`
 // on dst and returns the bytes that went through.
+//
+// When one end fails the other is stopped, and the error returned is the
+// one that explains the failure: an importer that stopped (disk full, link
+// cut) makes the exporter fail only with a broken pipe, and a failed export
+// makes the importer fail only with a truncated stream. Taking whichever
+// error arrived first would often hide nix's own message.
 func stream(ctx context.Context, src, dst Store, paths []string, m *meter) (int64, error) {
 	pr, pw := io.Pipe()
 	counted := &countingReader{r: pr, m: m}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		err := src.Export(gctx, paths, pw)
-		pw.CloseWithError(err)
-		if err != nil {
-			return fmt.Errorf("export: %w", err)
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var exportErr, importErr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		exportErr = src.Export(sctx, paths, pw)
+		// The importer sees the end of the stream, or why it broke.
+		pw.CloseWithError(exportErr)
+	}()
+	go func() {
+		defer wg.Done()
+		_, importErr = dst.Import(sctx, counted)
+		if importErr != nil {
+			// Before the pipe closes, so the exporter's broken pipe
+			// is seen as the stop it is.
+			stop()
 		}
-		return nil
-	})
-	g.Go(func() error {
-		_, err := dst.Import(gctx, counted)
 		// Unblock the exporter if the importer stopped reading.
 		pr.CloseWithError(errImportEnded)
-		if err != nil {
-			return fmt.Errorf("import on destination: %w", err)
-		}
-		return nil
-	})
-	err := g.Wait()
-	if err != nil && errors.Is(err, errImportEnded) {
-		err = errors.New("destination stopped reading the closure stream")
+	}()
+	wg.Wait()
+	switch {
+	case exportErr == nil && importErr == nil:
+		return counted.n.Load(), nil
+	case ctx.Err() != nil:
+		return counted.n.Load(), fmt.Errorf("stream %d paths: %w", len(paths), context.Cause(ctx))
+	case importErr != nil && (exportErr == nil || errors.Is(exportErr, errImportEnded) || errors.Is(exportErr, context.Canceled)):
+		return counted.n.Load(), fmt.Errorf("import on destination: %w", importErr)
+	case errors.Is(exportErr, errImportEnded):
+		return counted.n.Load(), errors.New("destination stopped reading the closure stream")
+	default:
+		return counted.n.Load(), fmt.Errorf("export: %w", exportErr)
 	}
-	return counted.n, err
 }
 
 var errImportEnded = errors.New("import ended")
 
+// countingReader counts what the importer took. A remote importer's
+// session may still be inside Read when a failed Run has returned, so the
+// count is atomic.
 type countingReader struct {
 	r io.Reader
-	n int64
+	n atomic.Int64
 	m *meter
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
-	c.m.add(int64(n))
+	if n > 0 {
+		c.n.Add(int64(n))
+		c.m.add(int64(n))
+	}
 	return n, err
 }
 
@@ -196,6 +219,15 @@ type meter struct {
 	done       int64 // NAR bytes of paths imported
 	inflight   int64 // stream bytes of the current batch
 	paths      int
+	stopped    bool // Copy returned: no more calls
+}
+
+// stop ends the reports: a read left over from a failed stream must not
+// call Progress after Copy has returned.
+func (m *meter) stop() {
+	m.mu.Lock()
+	m.stopped = true
+	m.mu.Unlock()
 }
 
 func (m *meter) add(n int64) {
@@ -204,6 +236,9 @@ func (m *meter) add(n int64) {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.stopped {
+		return
+	}
 	m.inflight += n
 	every := m.every
 	if every == 0 {
