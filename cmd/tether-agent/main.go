@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"syscall"
 
 	"github.com/tetherdeploy/tether/internal/version"
@@ -74,6 +75,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	r := agent.NewRunner(*stateDir)
 	r.Env = os.Environ()
 	r.Diag = stderr
+	if uid, err := strconv.Atoi(os.Getenv("SUDO_UID")); err == nil && os.Geteuid() == 0 {
+		// Run through sudo by the user who uploaded the agent into the
+		// state dir: that user may own it.
+		r.TrustedOwners = []int{uid}
+	}
 
 	switch cmd {
 	case "version":

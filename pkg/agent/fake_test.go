@@ -319,7 +319,7 @@ func (h *harness) request(id, closure string) Request {
 // prepare lays out D as `start` does, without launching anything.
 func (h *harness) prepare(req Request) string {
 	h.t.Helper()
-	if err := ensureStateDir(h.r.StateDir); err != nil {
+	if err := ensureStateDir(h.r.StateDir, nil); err != nil {
 		h.t.Fatal(err)
 	}
 	dir := h.r.DeployDir(req.DeployID)

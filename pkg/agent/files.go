@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 )
 
@@ -67,14 +68,18 @@ func readFileLimit(path string, max int64) ([]byte, error) {
 // ensureStateDir creates the agent's state directory and refuses one that
 // someone else could have prepared: it lives under a world-writable temp
 // directory and holds the lock and the confirmation files of a root process.
-func ensureStateDir(dir string) error {
+//
+// trusted lists owners other than the agent's own user that may own it: the
+// user who ran the agent through sudo, who uploaded the agent into that
+// directory and may become root anyway.
+func ensureStateDir(dir string, trusted []int) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return &Error{Code: CodeInternal, Msg: "create state dir " + dir, Err: err}
 	}
-	return checkPrivateDir(dir)
+	return checkPrivateDir(dir, trusted)
 }
 
-func checkPrivateDir(dir string) error {
+func checkPrivateDir(dir string, trusted []int) error {
 	fi, err := os.Lstat(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -91,7 +96,7 @@ func checkPrivateDir(dir string) error {
 	if fi.Mode().Perm()&0o022 != 0 {
 		return unsafe(fmt.Sprintf("is writable by others (mode %v)", fi.Mode().Perm()))
 	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() && !slices.Contains(trusted, int(st.Uid)) {
 		return unsafe(fmt.Sprintf("belongs to uid %d, not %d", st.Uid, os.Geteuid()))
 	}
 	return nil

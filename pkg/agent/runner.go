@@ -30,6 +30,9 @@ const (
 type Runner struct {
 	// StateDir is S, <tempPath>/tether.
 	StateDir string
+	// TrustedOwners are users besides the agent's own that may own the
+	// state dir (the sudo caller; see ensureStateDir).
+	TrustedOwners []int
 	// Exec runs nix-env, the activation and systemd-run.
 	Exec Executor
 	// Clock gives time, deadlines and poll intervals.
@@ -127,7 +130,7 @@ func (r *Runner) Run(ctx context.Context, dir string) (Result, error) {
 	r = r.withDefaults()
 	dir = filepath.Clean(dir)
 	stateDir := filepath.Dir(dir)
-	if err := checkPrivateDir(stateDir); err != nil {
+	if err := checkPrivateDir(stateDir, r.TrustedOwners); err != nil {
 		return Result{}, err
 	}
 	log, err := openEventLog(filepath.Join(dir, eventsFile), r.Clock.Now, r.Diag)

@@ -48,7 +48,7 @@ func (r *Runner) Start(ctx context.Context, req Request, mode Detach) (StartResu
 	if r.Executable == "" {
 		return StartResult{}, &Error{Code: CodeInternal, Msg: "start: agent executable unknown"}
 	}
-	if err := ensureStateDir(r.StateDir); err != nil {
+	if err := ensureStateDir(r.StateDir, r.TrustedOwners); err != nil {
 		return StartResult{}, err
 	}
 	dir := r.DeployDir(req.DeployID)
@@ -90,6 +90,9 @@ func (r *Runner) Start(ctx context.Context, req Request, mode Detach) (StartResu
 
 	first, err := r.firstEvent(ctx, dir)
 	if err != nil {
+		if res.Unit != "" && Code(err) == CodeStartTimeout {
+			err = &Error{Code: CodeStartTimeout, Msg: err.Error() + "; see journalctl -u " + res.Unit}
+		}
 		return StartResult{}, err
 	}
 	switch first.Type {
@@ -195,7 +198,7 @@ func runnerEnv(env []string, public bool) []string {
 		switch {
 		case k == "PATH":
 			path = v
-		case k == "HOME", k == "USER", k == "LOGNAME", k == "LANG", k == "TZ", k == "TZDIR",
+		case k == "HOME", k == "USER", k == "LOGNAME", k == "SUDO_UID", k == "LANG", k == "TZ", k == "TZDIR",
 			k == "LOCALE_ARCHIVE", strings.HasPrefix(k, "LC_"), strings.HasPrefix(k, "NIX_"):
 			if public && k == "NIX_CONFIG" {
 				continue

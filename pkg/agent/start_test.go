@@ -180,7 +180,7 @@ func TestStartLockHeld(t *testing.T) {
 	newSys := h.system("new", fakeSystem{}, false)
 	p := &inProcess{h: h}
 	h.r.Spawn = func(ctx context.Context, argv, env []string, logPath string) error { p.launch(argv); return nil }
-	if err := ensureStateDir(h.r.StateDir); err != nil {
+	if err := ensureStateDir(h.r.StateDir, nil); err != nil {
 		t.Fatal(err)
 	}
 	lock, err := acquireLock(context.Background(), h.r.StateDir, LockInfo{DeployID: "first", Who: "alice@laptop"}, h.clock, 0)

@@ -19,6 +19,8 @@ type StatusReport struct {
 	Generations       []Generation `json:"generations"`
 	InProgress        *LockInfo    `json:"inProgress,omitempty"`
 	Last              *Result      `json:"last,omitempty"`
+	// Warning says why InProgress and Last could not be read.
+	Warning string `json:"warning,omitempty"`
 }
 
 // Status is `tether-agent status`: the running and booted systems, the
@@ -47,20 +49,20 @@ func (r *Runner) Status(ctx context.Context, profile string) (StatusReport, erro
 	if gens != nil {
 		rep.Generations = gens
 	}
-	if err := checkPrivateDir(r.StateDir); err != nil {
-		if Code(err) == CodeNotFound {
-			return rep, nil // no deploy ever ran here
+	if err := checkPrivateDir(r.StateDir, r.TrustedOwners); err != nil {
+		if Code(err) != CodeNotFound { // not found: no deploy ever ran here
+			rep.Warning = err.Error()
 		}
-		return StatusReport{}, err
+		return rep, nil
 	}
 	if rep.InProgress, err = probeLock(r.StateDir); err != nil {
-		return StatusReport{}, fmt.Errorf("status: lock: %w", err)
+		rep.Warning = "deploy lock: " + err.Error()
 	}
 	b, err := readFileLimit(filepath.Join(r.StateDir, lastFile), 1<<20)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
-		return StatusReport{}, fmt.Errorf("status: %w", err)
+		rep.Warning = err.Error()
 	default:
 		var last Result
 		if json.Unmarshal(b, &last) == nil {

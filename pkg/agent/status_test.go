@@ -29,7 +29,7 @@ func TestStatusAndGeneration(t *testing.T) {
 	}
 
 	// A deploy in progress and a last result.
-	if err := ensureStateDir(h.r.StateDir); err != nil {
+	if err := ensureStateDir(h.r.StateDir, nil); err != nil {
 		t.Fatal(err)
 	}
 	if err := writeJSONAtomic(filepath.Join(h.r.StateDir, lastFile), Result{DeployID: "earlier", Status: StatusRolledBack}); err != nil {
@@ -102,5 +102,44 @@ func TestReadProfile(t *testing.T) {
 	}
 	if _, err := readProfile(filepath.Join(dir, "file")); err == nil {
 		t.Error("a regular file read as a profile")
+	}
+}
+
+func TestStateDirOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("!!! SKIPPED: needs root to give the state dir another owner")
+	}
+	dir := filepath.Join(t.TempDir(), "tether")
+	if err := ensureStateDir(dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, 12345, 12345); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkPrivateDir(dir, nil); Code(err) != CodeUnsafeStateDir {
+		t.Errorf("dir of another user: %v", err)
+	}
+	if err := checkPrivateDir(dir, []int{12345}); err != nil {
+		t.Errorf("dir of the sudo caller: %v", err)
+	}
+	if err := os.Chmod(dir, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkPrivateDir(dir, []int{12345}); Code(err) != CodeUnsafeStateDir {
+		t.Errorf("group-writable dir: %v", err)
+	}
+	link := dir + "-link"
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkPrivateDir(link, []int{12345}); Code(err) != CodeUnsafeStateDir {
+		t.Errorf("symlinked state dir: %v", err)
+	}
+
+	// status does not fail on a state dir it cannot trust; it says so.
+	r := &Runner{StateDir: dir}
+	rep, err := r.Status(context.Background(), filepath.Join(t.TempDir(), "system"))
+	if err != nil || rep.Warning == "" {
+		t.Errorf("status with an untrusted state dir: %+v %v", rep, err)
 	}
 }
