@@ -144,10 +144,13 @@ func (r *Runner) Confirm(ctx context.Context, dir, token string) error {
 		case EventConfirmed:
 			confirmed = true
 			return true, nil
-		case EventDone:
+		case EventRollingBack, EventDone:
 			if written {
 				// Nobody will read it: leave nothing behind.
 				_ = os.Remove(filepath.Join(dir, confirmFile))
+			}
+			if e.Type == EventRollingBack {
+				return true, &Error{Code: CodeTooLate, Msg: "too late: the deploy is rolling back" + suffix(": ", e.Reason)}
 			}
 			return true, &Error{Code: CodeTooLate, Status: e.Status,
 				Msg: fmt.Sprintf("too late: the deploy ended %s without a confirmation%s", e.Status, suffix(": ", e.Reason))}

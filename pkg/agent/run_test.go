@@ -269,15 +269,6 @@ func TestRun(t *testing.T) {
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			confirmErr := make(chan error, 1)
-			switch tc.confirm {
-			case "client":
-				go func() { confirmErr <- h.r.Confirm(ctx, dir, testToken) }()
-			case "instant", "none", "wrong", "stop", "":
-				confirmErr <- nil
-			default:
-				t.Fatalf("bad confirm mode %q", tc.confirm)
-			}
 			h.r.observe = func(e Event) {
 				switch {
 				case e.Type == EventAwaitingConfirmation && tc.confirm == "instant":
@@ -293,6 +284,15 @@ func TestRun(t *testing.T) {
 				}
 			}
 
+			confirmErr := make(chan error, 1)
+			switch tc.confirm {
+			case "client":
+				go func() { confirmErr <- h.r.Confirm(ctx, dir, testToken) }()
+			case "instant", "none", "wrong", "stop", "":
+				confirmErr <- nil
+			default:
+				t.Fatalf("bad confirm mode %q", tc.confirm)
+			}
 			// A lost confirmation would wait for a deadline only the test
 			// moves: move it after a while so the case fails, not hangs.
 			watchdog := time.AfterFunc(20*time.Second, func() { h.clock.Advance(time.Hour) })
