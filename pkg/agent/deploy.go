@@ -19,8 +19,9 @@ type deploy struct {
 	// the deploy, or for test the running system. "" when there is none.
 	previous string
 	prevGen  int
-	// newGen is the generation this deploy made; profileChanged says
-	// whether it made one.
+	// newGen is the generation the profile points at after --set;
+	// newGenCreated says whether this deploy made it (nix-env reuses the
+	// last generation when it holds the closure already).
 	newGen         int
 	newGenCreated  bool
 	profileChanged bool
@@ -40,7 +41,7 @@ func (d *deploy) run(ctx context.Context) Status {
 	} else {
 		d.previous, d.prevGen = prof.Path, prof.Generation
 	}
-	d.res.Previous = d.previous
+	d.res.Previous, d.res.Generation = d.previous, prof.Generation
 	d.log.emit(Event{Type: EventPrevious, Path: d.previous, Generation: d.prevGen, Running: running})
 
 	if _, err := os.Stat(req.Closure); err != nil {
