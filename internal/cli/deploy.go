@@ -24,6 +24,7 @@ func deployCommand(env Env, stderr io.Writer) *ucli.Command {
 		&ucli.BoolFlag{Name: "dry-activate", Usage: "copy and run the dry activation only: show what would change, change nothing"},
 		&ucli.BoolFlag{Name: "boot", Usage: "make the new system the boot default without activating it"},
 		&ucli.BoolFlag{Name: "allow-failed-units", Usage: "keep an activation in which units failed to start"},
+		&ucli.StringFlag{Name: "build-host", Usage: "build every selected node's closure on `HOST` (a node name, user@host[:port], or \"local\"), overriding the configuration"},
 		&ucli.StringFlag{Name: "json", Usage: "write the per-node results as JSON to `FILE` (- for stdout)", TakesFile: true},
 	)
 	return &ucli.Command{
@@ -47,6 +48,12 @@ func deployCommand(env Env, stderr io.Writer) *ucli.Command {
 				return err
 			}
 			defer s.Close()
+			if bh := c.String("build-host"); bh != "" {
+				for _, n := range s.nodes {
+					n.BuildHost = bh
+					n.Settings.RemoteBuild = false
+				}
+			}
 			if err := s.connect(c); err != nil {
 				return err
 			}
@@ -129,7 +136,7 @@ func runDeploy(ctx context.Context, s *setup, stdout, stderr io.Writer, opts dep
 	opts.GCRootDir = roots
 	prog := newProgress(stderr, s.env)
 	defer prog.Close()
-	e := &deploy.Engine{Nix: s.nix, Dialer: s.dialer, Agents: s.agents, Sink: prog.Event}
+	e := &deploy.Engine{Nix: s.nix, Dialer: s.dialer, Agents: s.agents, Sink: prog.Event, Fleet: s.fleet, ForwardAgent: s.auth.Agent()}
 	s.nix.Log = prog.BuildLog()
 	return op(ctx, e, opts), nil
 }

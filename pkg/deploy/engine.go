@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	sshagent "golang.org/x/crypto/ssh/agent"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/tetherdeploy/tether/pkg/agent"
@@ -42,6 +43,13 @@ type Engine struct {
 	Nix    *nix.Runner
 	Dialer Dialer
 	Agents AgentSource
+	// Fleet resolves build hosts named by node; nil allows only
+	// addresses.
+	Fleet *fleet.Fleet
+	// ForwardAgent holds the deployer's keys for a build host to copy
+	// closures straight to the nodes it can reach; nil relays every such
+	// copy through the deployer.
+	ForwardAgent sshagent.Agent
 	// Sink receives progress events; nil drops them.
 	Sink Sink
 	// HTTP runs deployer-side HTTP health checks; nil uses a client with
@@ -115,23 +123,35 @@ func (e *Engine) Deploy(ctx context.Context, nodes []*fleet.Node, opts Options) 
 		runs[i] = e.newRun(n, i, opts)
 	}
 	defer func() {
+		closed := map[*builder]bool{}
 		for _, r := range runs {
 			r.conn.drop()
+			if r.builder != nil && !closed[r.builder] {
+				closed[r.builder] = true
+				r.builder.close(ctx)
+			}
 			rep.Results = append(rep.Results, r.res)
 		}
 		rep.Finished = time.Now()
 		rep.Interrupted = ctx.Err() != nil
 	}()
 
-	if opts.Prebuilt {
-		// nothing to build
-	} else if err := e.build(ctx, runs, opts); err != nil {
+	if !opts.Prebuilt {
+		e.buildAll(ctx, runs, opts)
+		failed := 0
 		for _, r := range runs {
-			if r.res.Status == "" {
-				r.finish(StatusFailed, err)
+			if r.res.Status != "" {
+				failed++
 			}
 		}
-		return rep
+		if failed > 0 && !opts.KeepGoing {
+			for _, r := range runs {
+				if r.res.Status == "" {
+					r.finish(StatusSkipped, errors.New("not started: a build failed"))
+				}
+			}
+			return rep
+		}
 	}
 
 	var abort atomic.Pointer[string] // the node whose failure stops the run
@@ -139,6 +159,9 @@ func (e *Engine) Deploy(ctx context.Context, nodes []*fleet.Node, opts Options) 
 		g := new(errgroup.Group)
 		g.SetLimit(parallel(opts.Parallel))
 		for _, r := range wave {
+			if r.res.Status != "" {
+				continue // its build failed
+			}
 			g.Go(func() error {
 				if failed := abort.Load(); failed != nil {
 					r.finish(StatusSkipped, fmt.Errorf("not started: node %s failed", *failed))
@@ -165,9 +188,43 @@ func (e *Engine) Deploy(ctx context.Context, nodes []*fleet.Node, opts Options) 
 	return rep
 }
 
+// buildAll builds every node's profiles where the node says: on the
+// deployer, on a build host, or on the node itself. A failed build fails
+// the nodes that needed it.
+func (e *Engine) buildAll(ctx context.Context, runs []*nodeRun, opts Options) {
+	var local []*nodeRun
+	remote := map[string][]*nodeRun{}
+	for _, r := range runs {
+		if b := builderName(r.node); b != "" {
+			remote[b] = append(remote[b], r)
+		} else {
+			local = append(local, r)
+		}
+	}
+	var wg sync.WaitGroup
+	if len(remote) > 0 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.buildRemote(ctx, remote, opts)
+		}()
+	}
+	if len(local) > 0 {
+		if err := e.build(ctx, local, opts); err != nil {
+			for _, r := range local {
+				r.finish(StatusFailed, err)
+			}
+		}
+	}
+	wg.Wait()
+}
+
 // build realises every selected profile in one nix invocation, so nix
 // schedules the whole fleet's builds together, GC-rooted for the run.
 func (e *Engine) build(ctx context.Context, runs []*nodeRun, opts Options) error {
+	if err := checkPlatforms(ctx, e.Nix, runs, "this machine"); err != nil {
+		return err
+	}
 	var drvs []string
 	for _, r := range runs {
 		for _, p := range r.node.Profiles {
@@ -255,6 +312,7 @@ type nodeRun struct {
 	start  time.Time
 
 	connErr   error
+	builder   *builder
 	agentPath string
 	stateDir  string
 	// done lists the profiles this run activated on the node, in order.
@@ -363,12 +421,23 @@ func (n *nodeRun) deploy(ctx context.Context, abort *atomic.Pointer[string]) {
 		roots = append(roots, p.OutPath)
 	}
 	copyStart := time.Now()
-	st, err := transfer.Copy(ctx, n.e.Nix, transfer.RemoteStore(n.clientOrNil(), nil), roots, transfer.Options{
-		Substitute: !n.node.Settings.FastConnection,
-		Progress: func(p transfer.Progress) {
-			n.sink(Event{Node: n.node.Name, Phase: PhaseCopy, Copy: &p})
-		},
-	})
+	progress := func(p transfer.Progress) {
+		n.sink(Event{Node: n.node.Name, Phase: PhaseCopy, Copy: &p})
+	}
+	var st transfer.Stats
+	var err error
+	switch {
+	case n.builder != nil && n.builder.self == n:
+		n.res.CopyRoute = "built on the node"
+	case n.builder != nil:
+		st, n.res.CopyRoute, err = n.copyFromBuilder(ctx, n.clientOrNil(), roots, progress)
+	default:
+		n.res.CopyRoute = "deployer → " + n.node.Name
+		st, err = transfer.Copy(ctx, n.e.Nix, transfer.RemoteStore(n.clientOrNil(), nil), roots, transfer.Options{
+			Substitute: !n.node.Settings.FastConnection,
+			Progress:   progress,
+		})
+	}
 	n.res.Timings.Copy = Seconds(time.Since(copyStart))
 	n.res.Copied = CopyStats{Paths: st.Sent, Bytes: st.SentBytes, Present: st.Present, Substituted: st.Substituted}
 	if err != nil {

@@ -60,6 +60,10 @@ type Result struct {
 	Profiles []ProfileResult `json:"profiles,omitempty"`
 	// Copied counts what the closure copy sent.
 	Copied CopyStats `json:"copied"`
+	// BuiltOn names the build host when the closure was not built on the
+	// deployer; CopyRoute says which way the closure travelled.
+	BuiltOn   string `json:"builtOn,omitempty"`
+	CopyRoute string `json:"copyRoute,omitempty"`
 	// Timings of each phase.
 	Timings Timings `json:"timings"`
 	// Error says why the node did not deploy; Reason adds the rollback

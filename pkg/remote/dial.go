@@ -64,12 +64,13 @@ func (d *Dialer) Dial(ctx context.Context, t Target) (*Client, error) {
 	c := newClient(d, t)
 	var prev *ssh.Client
 	for i, e := range eps {
-		sc, err := d.dialOne(ctx, prev, e)
+		sc, key, err := d.dialOne(ctx, prev, e)
 		if err != nil {
 			c.Close()
 			return nil, dialError(eps, i, err)
 		}
 		c.add(sc, e.name)
+		c.hostKey = key
 		prev = sc
 	}
 	return c, nil
@@ -101,7 +102,7 @@ func (d *Dialer) dialTimeout() time.Duration {
 // the proxy command or TCP; then runs the SSH handshake. The timeout covers
 // both and is enforced by closing the connection, which works for every kind
 // of connection (channels through a jump host have no deadlines).
-func (d *Dialer) dialOne(ctx context.Context, prev *ssh.Client, e endpoint) (*ssh.Client, error) {
+func (d *Dialer) dialOne(ctx context.Context, prev *ssh.Client, e endpoint) (*ssh.Client, ssh.PublicKey, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.dialTimeout())
 	defer cancel()
 
@@ -126,14 +127,22 @@ func (d *Dialer) dialOne(ctx context.Context, prev *ssh.Client, e endpoint) (*ss
 		conn, err = dial(ctx, "tcp", e.addr())
 	}
 	if err != nil {
-		return nil, withContext(ctx, err)
+		return nil, nil, withContext(ctx, err)
 	}
 	d.logf("ssh %s@%s: connected, handshaking", e.user, e.addr())
 
+	var verified ssh.PublicKey
+	check := d.hostKeyCallback(e)
 	cfg := &ssh.ClientConfig{
-		User:              e.user,
-		Auth:              d.Auth,
-		HostKeyCallback:   d.hostKeyCallback(e),
+		User: e.user,
+		Auth: d.Auth,
+		HostKeyCallback: func(host string, remote net.Addr, key ssh.PublicKey) error {
+			err := check(host, remote, key)
+			if err == nil {
+				verified = key
+			}
+			return err
+		},
 		HostKeyAlgorithms: d.hostKeyAlgorithms(e),
 		ClientVersion:     "SSH-2.0-tether",
 	}
@@ -144,7 +153,7 @@ func (d *Dialer) dialOne(ctx context.Context, prev *ssh.Client, e endpoint) (*ss
 		if err == nil {
 			sconn.Close()
 		}
-		return nil, fmt.Errorf("ssh handshake: %w", withContext(ctx, ctx.Err()))
+		return nil, nil, fmt.Errorf("ssh handshake: %w", withContext(ctx, ctx.Err()))
 	}
 	if err != nil {
 		conn.Close()
@@ -152,9 +161,9 @@ func (d *Dialer) dialOne(ctx context.Context, prev *ssh.Client, e endpoint) (*ss
 		if proxy != nil && !errors.As(err, &hk) {
 			err = fmt.Errorf("%w (%w)", err, proxy.failure())
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	return ssh.NewClient(sconn, chans, reqs), nil
+	return ssh.NewClient(sconn, chans, reqs), verified, nil
 }
 
 // withContext names the deadline when the dial timed out, so the error says
@@ -232,7 +241,15 @@ type Client struct {
 
 	agentMu  sync.Mutex
 	agentSet bool
+
+	// hostKey is the target's key, as verified against the pinned keys.
+	hostKey ssh.PublicKey
 }
+
+// HostKey returns the target's public key, verified against the pinned
+// keys when the connection was made. A build host that copies to this
+// target is handed exactly this key.
+func (c *Client) HostKey() ssh.PublicKey { return c.hostKey }
 
 func newClient(d *Dialer, t Target) *Client {
 	return &Client{target: t, dialer: d, done: make(chan struct{}), stop: make(chan struct{})}

@@ -1,0 +1,74 @@
+package e2e
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tetherdeploy/tether/internal/fixture"
+	"github.com/tetherdeploy/tether/pkg/deploy"
+)
+
+// TestBuildOnFrame1CopyOverLAN builds rpi's closure on frame1 and copies it
+// from frame1 to rpi over their LAN: the relay in front of frame1 (the
+// home uplink) must not carry the closure.
+func TestBuildOnFrame1CopyOverLAN(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	s := newSandbox(t, sandboxOpts{})
+	// The first build on frame1 brings it the fixture's sources; from then
+	// on an update sends only new derivations through the tunnel.
+	if r := s.tether(ctx, "deploy", "--build-host", fixture.Frame1, fixture.RPi); r.code != exitOK {
+		t.Fatalf("deploy v1 built on frame1: %s", r)
+	}
+
+	s.setVariant(fixture.RPi, fixture.V2)
+	relay := s.fleet.Relay
+	before := relay.BytesUp() + relay.BytesDown()
+	r := s.tether(ctx, "deploy", "--build-host", fixture.Frame1, fixture.RPi)
+	if r.code != exitOK {
+		t.Fatalf("deploy with --build-host frame1: %s", r)
+	}
+	tunnel := relay.BytesUp() + relay.BytesDown() - before
+	res := result(t, r, fixture.RPi)
+	s.wantRunning(ctx, fixture.RPi, fixture.V2)
+	if res.BuiltOn != fixture.Frame1 || !strings.Contains(res.CopyRoute, "directly") {
+		t.Errorf("built on %q, route %q; want frame1, directly", res.BuiltOn, res.CopyRoute)
+	}
+	if res.Copied.Bytes == 0 {
+		t.Fatalf("nothing copied to rpi: %+v", res.Copied)
+	}
+	t.Logf("closure bytes frame1 → rpi: %d; bytes through the tunnel: %d", res.Copied.Bytes, tunnel)
+	if tunnel*10 > res.Copied.Bytes {
+		t.Errorf("the tunnel carried %d bytes for a %d-byte copy: the closure crossed it", tunnel, res.Copied.Bytes)
+	}
+	// frame1 holds the built system, rooted only for the run.
+	if _, err := s.fleet.Host(fixture.Frame1).Exec(ctx, "nix-store", "--check-validity", res.New); err != nil {
+		t.Errorf("the new system is not in frame1's store: %v", err)
+	}
+	if out, _ := s.fleet.Host(fixture.Frame1).Exec(ctx, "sh", "-c", "ls -d /tmp/tether-gcroots-* 2>/dev/null || true"); strings.TrimSpace(string(out)) != "" {
+		t.Errorf("frame1 keeps GC roots after the run: %s", out)
+	}
+}
+
+// TestBuildHostRelaysWhenItCannotReachTheNode builds web's closure on frame1,
+// which has no route to web: the copy is relayed through the deployer, and
+// the output says so.
+func TestBuildHostRelaysWhenItCannotReachTheNode(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	s := newSandbox(t, sandboxOpts{})
+	r := s.tether(ctx, "deploy", "--build-host", fixture.Frame1, fixture.Web)
+	if r.code != exitOK {
+		t.Fatalf("deploy web built on frame1: %s", r)
+	}
+	s.wantRunning(ctx, fixture.Web, fixture.V1)
+	res := result(t, r, fixture.Web)
+	if res.Status != deploy.StatusDeployed || !strings.Contains(res.CopyRoute, "deployer") {
+		t.Errorf("status %s, route %q; want deployed, relayed through the deployer", res.Status, res.CopyRoute)
+	}
+	if !strings.Contains(r.stderr, "relaying") {
+		t.Errorf("the output does not say the copy was relayed:\n%s", r.stderr)
+	}
+}
