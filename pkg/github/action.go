@@ -414,9 +414,10 @@ func (r *run) deploy(ctx context.Context) int {
 	case dry:
 		// A dry activation changes nothing: recording it as a deployment
 		// would mark it the active one.
+	case !r.api.enabled():
 	case sha == "":
 		r.notice("Deployments", "GITHUB_SHA is not set: deployments are not recorded")
-	case r.api.enabled():
+	default:
 		task := "deploy"
 		if rollback {
 			task = "deploy:rollback"

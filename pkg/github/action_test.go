@@ -678,3 +678,21 @@ func TestUnknownEventNeedsACommand(t *testing.T) {
 		t.Errorf("exit %d\n%s", res.code, res.stdout)
 	}
 }
+
+// Outside GitHub (the container image on another CI) the action runs the
+// command it is given and reports to the log and the exit code only.
+func TestOutsideGitHub(t *testing.T) {
+	env := map[string]string{"INPUT_COMMAND": "deploy", "INPUT_NODES": "frame1,rpi", "INPUT_SSH_PRIVATE_KEY": "k3y-line-secret"}
+	var stdout strings.Builder
+	ops := &fakeOps{report: testReport("switch"), selected: []string{"frame1", "rpi"}}
+	code := RunAction(t.Context(), ActionOptions{Getenv: func(k string) string { return env[k] }, Stdout: &stdout, Ops: ops})
+	if code != exitRolledBack {
+		t.Errorf("exit code %d", code)
+	}
+	if len(ops.deploys) != 1 || string(ops.deploys[0].SSHPrivateKey) != "k3y-line-secret\n" || !reflect.DeepEqual(ops.deploys[0].Nodes, []string{"frame1", "rpi"}) {
+		t.Errorf("deploy requests: %+v", ops.deploys)
+	}
+	if !strings.Contains(stdout.String(), "no github-token") || !strings.Contains(stdout.String(), "NODE    STATUS") {
+		t.Errorf("log:\n%s", stdout.String())
+	}
+}

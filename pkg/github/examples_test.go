@@ -226,3 +226,47 @@ func testDrv(name, system string) string {
 	h := hex.EncodeToString(sum[:])[:32]
 	return fmt.Sprintf(`{"drvPath":"/nix/store/%s-%s.drv","out":"/nix/store/%s-%s","name":%q,"system":%q}`, h, name, h, name, name, system)
 }
+
+// The Dockerfile copies only what exists and puts the agents where tether
+// looks for them beside its binary.
+func TestDockerfile(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repoRoot, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bin, agents string
+	stages := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
+			continue
+		}
+		switch strings.ToUpper(f[0]) {
+		case "FROM":
+			stages++
+		case "COPY":
+			if strings.HasPrefix(f[1], "--from=") {
+				if strings.HasSuffix(f[3], "/tether") {
+					bin = f[3]
+				} else {
+					agents = f[3]
+				}
+				continue
+			}
+			for _, src := range f[1 : len(f)-1] {
+				if _, err := os.Stat(filepath.Join(repoRoot, src)); err != nil {
+					t.Errorf("Dockerfile copies %s: %v", src, err)
+				}
+			}
+		}
+	}
+	if stages != 2 {
+		t.Errorf("%d stages, want a build stage and the final image", stages)
+	}
+	if want := filepath.Join(filepath.Dir(bin), "..", "share", "tether", "agents"); filepath.Clean(want) != agents {
+		t.Errorf("agents at %q, tether at %q: tether looks in %q", agents, bin, filepath.Clean(want))
+	}
+	if !strings.Contains(string(data), "bash scripts/build-agents.sh") {
+		t.Error("the image does not build the agents with scripts/build-agents.sh")
+	}
+}
