@@ -39,6 +39,7 @@ commands (each prints JSON on standard output):
   confirm --dir D                                       token on stdin
   status [--state-dir S] [--profile P]
   generation [--profile P] --number N
+  import [--zstd]                                       export stream on stdin into nix-store --import
   version
 `
 
@@ -58,6 +59,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		number   = fs.Int("number", -1, "generation number")
 		detach   = fs.String("detach", string(agent.DetachAuto), "how to detach the runner: auto, systemd or setsid")
 		fork     = fs.Bool(agent.ForkFlag[2:], false, "internal: middle process of the double fork")
+		zstdIn   = fs.Bool("zstd", false, "import: the stream on stdin is zstd-compressed")
 	)
 	if err := fs.Parse(args); err != nil {
 		return fail(stdout, stderr, usageErr(err.Error()))
@@ -82,6 +84,13 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 
 	switch cmd {
+	case "import":
+		if err := agent.Import(ctx, stdin, *zstdIn, os.Environ(), stdout, stderr); err != nil {
+			fmt.Fprintf(stderr, "tether-agent import: %v\n", err)
+			return 1
+		}
+		return 0
+
 	case "version":
 		return reply(stdout, map[string]any{"protocol": agent.ProtocolVersion, "version": version.Get().Version,
 			"os": runtime.GOOS, "arch": runtime.GOARCH})

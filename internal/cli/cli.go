@@ -70,6 +70,7 @@ func newApp(env Env, stdout, stderr io.Writer) *ucli.App {
 			deployCommand(env, stderr),
 			rollbackCommand(env, stderr),
 			statusCommand(env, stderr),
+			actionCommand(env, stderr),
 			versionCommand(),
 		},
 	}

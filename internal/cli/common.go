@@ -49,6 +49,7 @@ type setup struct {
 	dialer *remote.Dialer
 	auth   *remote.Auth
 	agents deploy.AgentSource
+	params params
 }
 
 func (s *setup) Close() {
@@ -95,23 +96,46 @@ func localUser(env Env) string {
 	return "root"
 }
 
+// params say which fleet to load and how to reach it, from flags or from
+// the Action's inputs.
+type params struct {
+	flake, config string
+	nodes         []string
+	keyFiles      []string
+	keys          [][]byte // private keys' contents
+	knownFiles    []string
+	known         [][]byte // known_hosts contents
+	agentsDir     string
+}
+
+func flagParams(c *ucli.Context) params {
+	return params{
+		flake: c.String("flake"), config: c.String("config"), nodes: c.Args().Slice(),
+		keyFiles: c.StringSlice("ssh-key"), knownFiles: c.StringSlice("known-hosts"), agentsDir: c.String("agents-dir"),
+	}
+}
+
 // loadFleet reads the configuration and selects the nodes named on the
 // command line. Its errors are usage errors: nothing has been touched.
 func loadFleet(ctx context.Context, c *ucli.Context, env Env, stderr io.Writer, over fleet.Overrides) (*setup, error) {
-	dir, ref, err := flakeLocation(c.String("flake"))
+	return loadFleetWith(ctx, flagParams(c), env, stderr, over)
+}
+
+func loadFleetWith(ctx context.Context, p params, env Env, stderr io.Writer, over fleet.Overrides) (*setup, error) {
+	dir, ref, err := flakeLocation(p.flake)
 	if err != nil {
 		return nil, usageError(err)
 	}
-	s := &setup{env: env, stderr: stderr}
+	s := &setup{env: env, stderr: stderr, params: p}
 	s.nix = &nix.Runner{Exec: nix.Local{}, Log: stderr}
 	f, err := fleet.Load(ctx, s.nix, fleet.LoadOptions{
-		Dir: dir, Flake: ref, ConfigFile: c.String("config"), LocalUser: localUser(env), Overrides: over,
+		Dir: dir, Flake: ref, ConfigFile: p.config, LocalUser: localUser(env), Overrides: over,
 	})
 	if err != nil {
 		return nil, usageError(err)
 	}
 	s.fleet = f
-	s.nodes, err = fleet.Select(f, c.Args().Slice())
+	s.nodes, err = fleet.Select(f, p.nodes)
 	if err != nil {
 		return nil, usageError(err)
 	}
@@ -121,22 +145,27 @@ func loadFleet(ctx context.Context, c *ucli.Context, env Env, stderr io.Writer, 
 	return s, nil
 }
 
-// connect prepares the SSH dialer and the agent source for the selected
-// nodes. Host keys come only from pinned sources: flags, tether.toml, the
-// nodes' sshOpts, and ~/.ssh/known_hosts.
-func (s *setup) connect(c *ucli.Context) error {
+// connectWith prepares the SSH dialer and the agent source for the
+// selected nodes. Host keys come only from pinned sources: flags and
+// inputs, tether.toml, the nodes' sshOpts, and ~/.ssh/known_hosts.
+func (s *setup) connectWith() error {
+	p := s.params
 	home := s.env.Get("HOME")
-	src := remote.AuthSources{KeyFiles: c.StringSlice("ssh-key"), Home: home, AgentSocket: s.env.Get("SSH_AUTH_SOCK")}
-	if k := s.env.Get("TETHER_SSH_KEY"); k != "" {
+	src := remote.AuthSources{KeyFiles: p.keyFiles, PrivateKeys: p.keys, Home: home, AgentSocket: s.env.Get("SSH_AUTH_SOCK")}
+	if k := s.env.Get("TETHER_SSH_KEY"); k != "" && len(p.keys) == 0 {
 		src.PrivateKeys = append(src.PrivateKeys, []byte(k))
 	}
 	hk := remote.NewHostKeys()
-	files := c.StringSlice("known-hosts")
+	files := append([]string(nil), p.knownFiles...)
 	if s.fleet.KnownHosts != "" {
 		files = append(files, s.fleet.KnownHosts)
 	}
+	known := p.known
 	if kh := s.env.Get("TETHER_KNOWN_HOSTS"); kh != "" {
-		if err := hk.AddKnownHosts([]byte(kh), "TETHER_KNOWN_HOSTS"); err != nil {
+		known = append(known, []byte(kh))
+	}
+	for i, kh := range known {
+		if err := hk.AddKnownHosts(kh, fmt.Sprintf("known hosts #%d", i+1)); err != nil {
 			return usageError(err)
 		}
 	}
@@ -152,7 +181,7 @@ func (s *setup) connect(c *ucli.Context) error {
 			files = append(files, remote.ExpandHome(f, home))
 		}
 	}
-	if len(files) == 0 && home != "" {
+	if len(files) == 0 && len(known) == 0 && home != "" {
 		if def := filepath.Join(home, ".ssh", "known_hosts"); fileExists(def) {
 			files = append(files, def)
 		}
@@ -173,7 +202,7 @@ func (s *setup) connect(c *ucli.Context) error {
 			s.dialer.KeepaliveInterval = v
 		}
 	}
-	dir, err := agentsDir(c.String("agents-dir"), s.env)
+	dir, err := agentsDir(p.agentsDir, s.env)
 	if err != nil {
 		return usageError(err)
 	}

@@ -24,6 +24,7 @@ func deployCommand(env Env, stderr io.Writer) *ucli.Command {
 		&ucli.BoolFlag{Name: "dry-activate", Usage: "copy and run the dry activation only: show what would change, change nothing"},
 		&ucli.BoolFlag{Name: "boot", Usage: "make the new system the boot default without activating it"},
 		&ucli.BoolFlag{Name: "allow-failed-units", Usage: "keep an activation in which units failed to start"},
+		&ucli.StringFlag{Name: "compress", Value: "auto", Usage: "zstd-compress closures on the way: auto (unless the node has fastConnection), on, off"},
 		&ucli.StringFlag{Name: "build-host", Usage: "build every selected node's closure on `HOST` (a node name, user@host[:port], or \"local\"), overriding the configuration"},
 		&ucli.StringFlag{Name: "json", Usage: "write the per-node results as JSON to `FILE` (- for stdout)", TakesFile: true},
 	)
@@ -54,7 +55,7 @@ func deployCommand(env Env, stderr io.Writer) *ucli.Command {
 					n.Settings.RemoteBuild = false
 				}
 			}
-			if err := s.connect(c); err != nil {
+			if err := s.connectWith(); err != nil {
 				return err
 			}
 			opts := deploy.Options{
@@ -67,6 +68,12 @@ func deployCommand(env Env, stderr io.Writer) *ucli.Command {
 				ConfirmTimeout:    c.Duration("confirm-timeout"),
 				ActivationTimeout: c.Duration("activation-timeout"),
 				AllowFailedUnits:  c.Bool("allow-failed-units"),
+				Compress:          deploy.Compression(c.String("compress")),
+			}
+			switch opts.Compress {
+			case deploy.CompressAuto, deploy.CompressAlways, deploy.CompressNever:
+			default:
+				return usageError(fmt.Errorf("--compress %q: want auto, on or off", opts.Compress))
 			}
 			rep, err := runDeploy(c.Context, s, c.App.Writer, stderr, opts, func(ctx context.Context, e *deploy.Engine, o deploy.Options) *deploy.Report {
 				return e.Deploy(ctx, s.nodes, o)
@@ -100,7 +107,7 @@ func rollbackCommand(env Env, stderr io.Writer) *ucli.Command {
 				return err
 			}
 			defer s.Close()
-			if err := s.connect(c); err != nil {
+			if err := s.connectWith(); err != nil {
 				return err
 			}
 			opts := deploy.RollbackOptions{

@@ -38,7 +38,7 @@ func planCommand(env Env, stderr io.Writer) *ucli.Command {
 				return err
 			}
 			defer s.Close()
-			if err := s.connect(c); err != nil {
+			if err := s.connectWith(); err != nil {
 				return err
 			}
 			p, err := runPlan(c.Context, s, plan.Options{

@@ -29,7 +29,7 @@ func statusCommand(env Env, stderr io.Writer) *ucli.Command {
 				return err
 			}
 			defer s.Close()
-			if err := s.connect(c); err != nil {
+			if err := s.connectWith(); err != nil {
 				return err
 			}
 			e := &deploy.Engine{Nix: s.nix, Dialer: s.dialer, Agents: s.agents}

@@ -91,6 +91,33 @@ type Options struct {
 	// Prebuilt says the profiles were already built (and rooted) by the
 	// caller, as a plan does before its dry activations.
 	Prebuilt bool
+	// Compress is when closures are zstd-compressed on the way to a node:
+	// CompressAuto (the default) for every node not marked
+	// fastConnection, CompressAlways or CompressNever.
+	Compress Compression
+}
+
+// Compression says when the deployer compresses the closure stream.
+type Compression string
+
+// Compression modes.
+const (
+	CompressAuto   Compression = "auto"
+	CompressAlways Compression = "on"
+	CompressNever  Compression = "off"
+)
+
+// compress reports whether copies to the node are compressed. A slow link
+// (a home uplink) gains several times over; on a fast LAN the compressor
+// can become the bottleneck, which is what fastConnection says.
+func (n *nodeRun) compress() bool {
+	switch n.opts.Compress {
+	case CompressAlways:
+		return true
+	case CompressNever:
+		return false
+	}
+	return !n.node.Settings.FastConnection
 }
 
 func (e *Engine) emit(ev Event) {
@@ -433,13 +460,15 @@ func (n *nodeRun) deploy(ctx context.Context, abort *atomic.Pointer[string]) {
 		st, n.res.CopyRoute, err = n.copyFromBuilder(ctx, n.clientOrNil(), roots, progress)
 	default:
 		n.res.CopyRoute = "deployer → " + n.node.Name
-		st, err = transfer.Copy(ctx, n.e.Nix, transfer.RemoteStore(n.clientOrNil(), nil), roots, transfer.Options{
-			Substitute: !n.node.Settings.FastConnection,
-			Progress:   progress,
-		})
+		topts := transfer.Options{Substitute: !n.node.Settings.FastConnection, Progress: progress}
+		if n.compress() {
+			topts.CompressedImport = n.agentArgv(agent.ImportArgv(n.agentPath, true))
+			n.res.CopyRoute += " (zstd)"
+		}
+		st, err = transfer.Copy(ctx, n.e.Nix, transfer.RemoteStore(n.clientOrNil(), nil), roots, topts)
 	}
 	n.res.Timings.Copy = Seconds(time.Since(copyStart))
-	n.res.Copied = CopyStats{Paths: st.Sent, Bytes: st.SentBytes, Present: st.Present, Substituted: st.Substituted}
+	n.res.Copied = CopyStats{Paths: st.Sent, Bytes: st.SentBytes, StreamBytes: st.StreamBytes, Present: st.Present, Substituted: st.Substituted}
 	if err != nil {
 		status := StatusFailed
 		if ctx.Err() != nil {

@@ -88,7 +88,8 @@ type ProfileResult struct {
 // CopyStats describe one closure copy.
 type CopyStats struct {
 	Paths       int   `json:"paths"`       // store paths sent
-	Bytes       int64 `json:"bytes"`       // NAR bytes sent
+	Bytes       int64 `json:"bytes"`       // bytes sent on the wire (compressed, when compressing)
+	StreamBytes int64 `json:"streamBytes"` // bytes of the export stream before compression
 	Present     int   `json:"present"`     // paths the target already had
 	Substituted int   `json:"substituted"` // paths the target fetched from its own caches
 }

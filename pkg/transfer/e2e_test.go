@@ -139,7 +139,7 @@ func testCopy(t *testing.T, ctx context.Context, w *world, host, v1, v2 string) 
 	requireValid(t, ctx, h, p1)
 	want := transfer.Stats{
 		Closure: len(p1), ClosureBytes: narSize(c1, p1),
-		Present: len(p1) - len(lacking), Sent: len(lacking), SentBytes: st.SentBytes,
+		Present: len(p1) - len(lacking), Sent: len(lacking), SentBytes: st.SentBytes, StreamBytes: st.StreamBytes,
 	}
 	if diff := cmp.Diff(want, st); diff != "" {
 		t.Errorf("Stats of the first copy (-want +got):\n%s", diff)

@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
+
 	"github.com/tetherdeploy/tether/pkg/nix"
 )
 
@@ -39,6 +41,11 @@ type Options struct {
 	// once at the end.
 	Progress      func(Progress)
 	ProgressEvery time.Duration
+	// CompressedImport, when set, is the destination's command that reads
+	// a zstd-compressed export stream (the agent's `import --zstd`): the
+	// stream is then compressed on the way. Worth it on a slow link; on a
+	// fast one the compressor can be the bottleneck.
+	CompressedImport []string
 }
 
 // Progress is the state of a running copy.
@@ -55,7 +62,8 @@ type Stats struct {
 	Present      int   // paths the destination already had
 	Substituted  int   // paths it fetched from its own caches
 	Sent         int   // paths streamed to it
-	SentBytes    int64 // bytes of export stream streamed to it
+	SentBytes    int64 // bytes streamed to it (compressed, when compressing)
+	StreamBytes  int64 // bytes of export stream before compression
 }
 
 // Copy makes every path in the closure of roots valid in dst, reading them
@@ -108,8 +116,9 @@ func Copy(ctx context.Context, src, dst Store, roots []string, opts Options) (St
 	for start := 0; start < len(missing); start += batch {
 		end := min(start+batch, len(missing))
 		part := missing[start:end]
-		n, err := stream(ctx, src, dst, part, meter)
+		n, raw, err := stream(ctx, src, dst, part, meter, opts.CompressedImport)
 		st.SentBytes += n
+		st.StreamBytes += raw
 		if err != nil {
 			return st, err
 		}
@@ -146,9 +155,12 @@ func substitute(ctx context.Context, dst Store, missing []string) ([]string, err
 // cut) makes the exporter fail only with a broken pipe, and a failed export
 // makes the importer fail only with a truncated stream. Taking whichever
 // error arrived first would often hide nix's own message.
-func stream(ctx context.Context, src, dst Store, paths []string, m *meter) (int64, error) {
+func stream(ctx context.Context, src, dst Store, paths []string, m *meter, compressedImport []string) (sent, raw int64, err error) {
 	pr, pw := io.Pipe()
-	counted := &countingReader{r: pr, m: m}
+	compress := len(compressedImport) > 0
+	// Progress counts export bytes; sent counts what went on the wire.
+	counted := &countingReader{r: pr, m: m, quiet: compress}
+	exported := &countingWriter{w: pw}
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
 	var exportErr, importErr error
@@ -156,13 +168,21 @@ func stream(ctx context.Context, src, dst Store, paths []string, m *meter) (int6
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		exportErr = src.Export(sctx, paths, pw)
+		if !compress {
+			exportErr = src.Export(sctx, paths, exported)
+		} else {
+			exportErr = exportCompressed(sctx, src, paths, pw, exported, m)
+		}
 		// The importer sees the end of the stream, or why it broke.
 		pw.CloseWithError(exportErr)
 	}()
 	go func() {
 		defer wg.Done()
-		_, importErr = dst.Import(sctx, counted)
+		if !compress {
+			_, importErr = dst.Import(sctx, counted)
+		} else {
+			importErr = dst.Run(sctx, compressedImport, counted, io.Discard)
+		}
 		if importErr != nil {
 			// Before the pipe closes, so the exporter's broken pipe
 			// is seen as the stop it is.
@@ -172,18 +192,35 @@ func stream(ctx context.Context, src, dst Store, paths []string, m *meter) (int6
 		pr.CloseWithError(errImportEnded)
 	}()
 	wg.Wait()
+	sent, raw = counted.n.Load(), exported.n.Load()
 	switch {
 	case exportErr == nil && importErr == nil:
-		return counted.n.Load(), nil
+		return sent, raw, nil
 	case ctx.Err() != nil:
-		return counted.n.Load(), fmt.Errorf("stream %d paths: %w", len(paths), context.Cause(ctx))
+		return sent, raw, fmt.Errorf("stream %d paths: %w", len(paths), context.Cause(ctx))
 	case importErr != nil && (exportErr == nil || errors.Is(exportErr, errImportEnded) || errors.Is(exportErr, context.Canceled)):
-		return counted.n.Load(), fmt.Errorf("import on destination: %w", importErr)
+		return sent, raw, fmt.Errorf("import on destination: %w", importErr)
 	case errors.Is(exportErr, errImportEnded):
-		return counted.n.Load(), errors.New("destination stopped reading the closure stream")
+		return sent, raw, errors.New("destination stopped reading the closure stream")
 	default:
-		return counted.n.Load(), fmt.Errorf("export: %w", exportErr)
+		return sent, raw, fmt.Errorf("export: %w", exportErr)
 	}
+}
+
+// exportCompressed writes the export of paths to w, zstd-compressed,
+// counting the uncompressed bytes in raw (and as progress). One encoder
+// goroutine and the default window keep memory bounded.
+func exportCompressed(ctx context.Context, src Store, paths []string, w io.Writer, raw *countingWriter, m *meter) error {
+	enc, err := zstd.NewWriter(w, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		return err
+	}
+	raw.w, raw.m = enc, m
+	if err := src.Export(ctx, paths, raw); err != nil {
+		enc.Close()
+		return err
+	}
+	return enc.Close()
 }
 
 var errImportEnded = errors.New("import ended")
@@ -192,16 +229,38 @@ var errImportEnded = errors.New("import ended")
 // session may still be inside Read when a failed Run has returned, so the
 // count is atomic.
 type countingReader struct {
-	r io.Reader
-	n atomic.Int64
-	m *meter
+	r     io.Reader
+	n     atomic.Int64
+	m     *meter
+	quiet bool // count only; progress is counted elsewhere
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	if n > 0 {
 		c.n.Add(int64(n))
-		c.m.add(int64(n))
+		if !c.quiet {
+			c.m.add(int64(n))
+		}
+	}
+	return n, err
+}
+
+// countingWriter counts what the exporter writes, and reports it as
+// progress when m is set.
+type countingWriter struct {
+	w io.Writer
+	n atomic.Int64
+	m *meter
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if n > 0 {
+		c.n.Add(int64(n))
+		if c.m != nil {
+			c.m.add(int64(n))
+		}
 	}
 	return n, err
 }

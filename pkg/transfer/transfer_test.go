@@ -254,7 +254,7 @@ func TestCopySubstitutesFirst(t *testing.T) {
 			}
 			want := transfer.Stats{
 				Closure: 5, ClosureBytes: closureBytes, Present: 2,
-				Substituted: tt.substituted, Sent: len(tt.wantSent), SentBytes: int64(len(exportOf(tt.wantSent))),
+				Substituted: tt.substituted, Sent: len(tt.wantSent), SentBytes: int64(len(exportOf(tt.wantSent))), StreamBytes: int64(len(exportOf(tt.wantSent))),
 			}
 			if diff := cmp.Diff(want, st); diff != "" {
 				t.Errorf("Stats (-want +got):\n%s", diff)
