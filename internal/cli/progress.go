@@ -193,8 +193,11 @@ func printSummary(w io.Writer, rep *deploy.Report) {
 		if i := strings.IndexByte(detail, '\n'); i >= 0 {
 			detail = detail[:i] + " …"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\t%s\n", r.Node, r.Status, gen,
-			fmt.Sprintf("%d paths, %s", r.Copied.Paths, human(r.Copied.Bytes)), time.Duration(r.Timings.Total).Seconds(), detail)
+		copied := fmt.Sprintf("%d paths, %s", r.Copied.Paths, human(r.Copied.StreamBytes))
+		if r.Copied.Bytes != r.Copied.StreamBytes {
+			copied += fmt.Sprintf(" (%s sent)", human(r.Copied.Bytes))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fs\t%s\n", r.Node, r.Status, gen, copied, time.Duration(r.Timings.Total).Seconds(), detail)
 	}
 	tw.Flush()
 }

@@ -269,7 +269,6 @@ func (a *activation) confirmOnce(ctx context.Context, deadline time.Time) error 
 		}
 		return err
 	}
-	n.emit(PhaseConfirm, "confirmed over a fresh connection")
 	return nil
 }
 
@@ -290,11 +289,11 @@ func (a *activation) show(ev agent.Event) {
 		}
 		n.emit(PhaseActivate, msg)
 	case agent.EventActivationFailed:
-		n.emit(PhaseActivate, "activation failed: "+ev.Reason)
+		n.emit(PhaseActivate, ev.Reason)
 	case agent.EventAwaitingConfirmation:
 		n.emit(PhaseConfirm, "waiting for confirmation until "+ev.Deadline.Local().Format(time.TimeOnly))
 	case agent.EventConfirmed:
-		n.emit(PhaseConfirm, "confirmed")
+		n.emit(PhaseConfirm, "confirmed over a fresh connection")
 	case agent.EventRollingBack:
 		n.emit(PhaseRollback, "rolling back: "+ev.Reason)
 	case agent.EventRolledBack:

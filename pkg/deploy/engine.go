@@ -480,7 +480,11 @@ func (n *nodeRun) deploy(ctx context.Context, abort *atomic.Pointer[string]) {
 		n.finish(status, err)
 		return
 	}
-	n.emit(PhaseCopy, fmt.Sprintf("copied %d paths (%s); %d already present", st.Sent, humanBytes(st.SentBytes), st.Present))
+	wire := ""
+	if st.StreamBytes != st.SentBytes {
+		wire = fmt.Sprintf(", %s on the wire", humanBytes(st.SentBytes))
+	}
+	n.emit(PhaseCopy, fmt.Sprintf("copied %d paths (%s%s); %d already present", st.Sent, humanBytes(st.StreamBytes), wire, st.Present))
 
 	if failed := abort.Load(); failed != nil {
 		n.finish(StatusSkipped, fmt.Errorf("not activated: node %s failed", *failed))
