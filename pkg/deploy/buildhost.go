@@ -253,7 +253,7 @@ func (n *nodeRun) copyFromBuilder(ctx context.Context, target *remote.Client, ro
 		n.emit(PhaseCopy, fmt.Sprintf("copying %d paths (%s) from %s straight to %s", len(missing), humanBytes(total), b.name, n.node.Name))
 		err := n.lanCopy(ctx, target, route, missing)
 		if err == nil {
-			st.Sent, st.SentBytes = len(missing), total
+			st.Sent, st.SentBytes, st.StreamBytes = len(missing), total, total
 			progress(transfer.Progress{Sent: total, Total: total, Paths: len(missing), TotalPaths: len(missing)})
 			return st, b.name + " → " + n.node.Name + " directly", nil
 		}
