@@ -72,3 +72,31 @@ func TestBuildHostRelaysWhenItCannotReachTheNode(t *testing.T) {
 		t.Errorf("the output does not say the copy was relayed:\n%s", r.stderr)
 	}
 }
+
+// TestBuildFailureOnBuildHost: a configuration that does not build on
+// frame1 is reported with the end of its build log, and nothing is
+// activated anywhere.
+func TestBuildFailureOnBuildHost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	s := newSandbox(t, sandboxOpts{})
+	s.deployV1(ctx, fixture.RPi)
+	history, _ := s.fleet.Host(fixture.RPi).ReadFile(ctx, fixture.HistoryFile)
+
+	s.setVariant(fixture.RPi, fixture.BuildFails)
+	r := s.tether(ctx, "deploy", "--build-host", fixture.Frame1, fixture.RPi)
+	if r.code != exitFailed {
+		t.Errorf("deploy of a configuration that does not build: exit %d, want %d", r.code, exitFailed)
+	}
+	res := result(t, r, fixture.RPi)
+	if res.Status != deploy.StatusFailed || !strings.Contains(res.Error, "does not build (on purpose)") {
+		t.Errorf("status %s, error %q; want failed with the build log's error line", res.Status, res.Error)
+	}
+	if !strings.Contains(res.Error, "frame1") {
+		t.Errorf("error %q does not say the build failed on frame1", res.Error)
+	}
+	s.wantRunning(ctx, fixture.RPi, fixture.V1)
+	if after, _ := s.fleet.Host(fixture.RPi).ReadFile(ctx, fixture.HistoryFile); string(after) != string(history) {
+		t.Errorf("an activation ran on rpi after a failed build")
+	}
+}
