@@ -137,3 +137,43 @@ func TestConfigErrorsTouchNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthChecksGateTheConfirmation: a deployer-side HTTP check that
+// passes lets the deploy confirm; one that fails withholds the
+// confirmation, and the node rolls back by itself.
+func TestHealthChecksGateTheConfirmation(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	s := newSandbox(t, sandboxOpts{})
+	web := s.fleet.Host(fixture.Web).IP.String()
+	s.writeConfig(fmt.Sprintf(`
+[[nodes.web.health]]
+name = "front page"
+http = "http://%s:%d/"
+
+[[nodes.web.health]]
+command = ["test", "-e", "/run/fixture/httpd.pid"]
+`, web, fixture.HTTPPort))
+	r := s.tether(ctx, "deploy", fixture.Web)
+	if r.code != exitOK {
+		t.Fatalf("deploy with passing health checks: %s", r)
+	}
+	if !strings.Contains(r.stderr, "health check front page passed") {
+		t.Errorf("the output does not show the health check:\n%s", r.stderr)
+	}
+
+	s.writeConfig(fmt.Sprintf(`
+[[nodes.web.health]]
+http = "http://%s:%d/status-page-that-v2-lacks"
+timeout = "2s"
+`, web, fixture.HTTPPort))
+	s.setVariant(fixture.Web, fixture.V2)
+	r = s.tether(ctx, "deploy", "--confirm-timeout", short, fixture.Web)
+	if r.code != exitRolledBack {
+		t.Fatalf("deploy with a failing health check: exit %d, want %d\n%s", r.code, exitRolledBack, r)
+	}
+	if res := result(t, r, fixture.Web); !strings.Contains(res.Error, "status 404") {
+		t.Errorf("the output does not say why the health check failed:\n%s", r.stderr)
+	}
+	s.wantRunning(ctx, fixture.Web, fixture.V1)
+}

@@ -65,6 +65,9 @@ type activation struct {
 	req   agent.Request
 	dir   string
 	label string // what is activated, for messages: "system" or "rollback"
+
+	mu         sync.Mutex
+	confirmErr error // why the last confirmation attempt failed
 }
 
 // run starts the agent's runner and follows its event log until the deploy
@@ -106,6 +109,11 @@ func (a *activation) run(ctx context.Context) (agent.Result, error) {
 				}
 			})
 			if res != nil {
+				a.mu.Lock()
+				if res.Status == agent.StatusRolledBack && a.confirmErr != nil {
+					res.Reason += " (the deployer could not confirm: " + shortErr(a.confirmErr) + ")"
+				}
+				a.mu.Unlock()
 				return *res, nil
 			}
 			n.conn.drop()
@@ -226,6 +234,9 @@ func (a *activation) confirm(ctx, settle context.Context, deadline time.Time) {
 			return
 		}
 		err := a.confirmOnce(ctx, deadline)
+		a.mu.Lock()
+		a.confirmErr = err
+		a.mu.Unlock()
 		if err == nil {
 			return
 		}
