@@ -460,3 +460,26 @@ func TestInterruptLetsTargetsSettle(t *testing.T) {
 	// tether returned only once the node had settled: no waiting here.
 	s.wantRunning(ctx, fixture.Web, fixture.V1)
 }
+
+// TestLostContactIsUncertain cuts the tunnel for good as frame1 starts
+// activating: tether cannot learn how the deploy ended and must say the
+// state is uncertain (exit 4), not guess. frame1, left alone, rolls back.
+func TestLostContactIsUncertain(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	s := newSandbox(t, sandboxOpts{})
+	s.deployV1(ctx, fixture.Frame1)
+	s.setVariant(fixture.Frame1, fixture.V2)
+	_, lines, wait := s.startTether(ctx, "deploy", "--confirm-timeout", "4s", "--activation-timeout", "4s", fixture.Frame1)
+	waitLine(t, lines, "activating", time.Minute)
+	s.fleet.Relay.Cut()
+	r := wait()
+	s.fleet.Relay.Restore()
+	if r.code != 4 {
+		t.Errorf("exit %d, want 4 (state uncertain)", r.code)
+	}
+	if res := result(t, r, fixture.Frame1); res.Status != deploy.StatusUncertain {
+		t.Errorf("status %s, want uncertain", res.Status)
+	}
+	s.waitRunning(ctx, fixture.Frame1, fixture.V1, time.Minute)
+}

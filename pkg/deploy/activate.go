@@ -14,9 +14,10 @@ import (
 	"github.com/tetherdeploy/tether/pkg/remote"
 )
 
-// settleGrace is added to a deploy's activation and confirmation timeouts to
-// bound how long the deployer keeps trying to learn how it ended.
-const settleGrace = 60 * time.Second
+// settleGrace is added to the time a node may take to finish on its own —
+// activation, waiting for the confirmation, and a rollback's activation —
+// to bound how long the deployer keeps trying to learn how it ended.
+const settleGrace = 15 * time.Second
 
 // errUncertain marks a node whose outcome the deployer could not learn.
 var errUncertain = errors.New("state uncertain")
@@ -79,7 +80,7 @@ type activation struct {
 func (a *activation) run(ctx context.Context) (agent.Result, error) {
 	n := a.n
 	settle := context.WithoutCancel(ctx)
-	deadline := time.Now().Add(a.req.ActivationTimeout.D() + a.req.ConfirmTimeout.D() + settleGrace)
+	deadline := time.Now().Add(2*a.req.ActivationTimeout.D() + a.req.ConfirmTimeout.D() + settleGrace)
 	settle, cancel := context.WithDeadline(settle, deadline)
 	defer cancel()
 
@@ -92,6 +93,7 @@ func (a *activation) run(ctx context.Context) (agent.Result, error) {
 		confirmed sync.Once
 		lastErr   error
 		awaiting  time.Time
+		lost      int
 	)
 	for {
 		c, err := n.conn.client(settle)
@@ -127,7 +129,9 @@ func (a *activation) run(ctx context.Context) (agent.Result, error) {
 			return agent.Result{}, fmt.Errorf("%w: lost contact during %s and could not reconnect before %s: %v",
 				errUncertain, a.label, deadline.Format(time.TimeOnly), lastErr)
 		}
-		n.emit(PhaseActivate, fmt.Sprintf("connection lost (%v); reconnecting", shortErr(err)))
+		if lost++; lost == 1 || lost%10 == 0 {
+			n.emit(PhaseActivate, fmt.Sprintf("connection lost (%v); reconnecting until %s", shortErr(err), deadline.Local().Format(time.TimeOnly)))
+		}
 		select {
 		case <-settle.Done():
 		case <-time.After(time.Second):
