@@ -53,7 +53,7 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) 
 }
 
 func newApp(env Env, stdout, stderr io.Writer) *ucli.App {
-	return &ucli.App{
+	app := &ucli.App{
 		Name:                 "tether",
 		Usage:                "safe NixOS deployments with magic rollback",
 		Writer:               stdout,
@@ -74,6 +74,10 @@ func newApp(env Env, stdout, stderr io.Writer) *ucli.App {
 			versionCommand(),
 		},
 	}
+	for _, c := range app.Commands {
+		c.OnUsageError = func(_ *ucli.Context, err error, _ bool) error { return usageError(err) }
+	}
+	return app
 }
 
 func versionCommand() *ucli.Command {
