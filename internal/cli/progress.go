@@ -164,18 +164,7 @@ func (p *progress) Close() {
 	p.clear()
 }
 
-func human(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+func human(n int64) string { return deploy.HumanBytes(n) }
 
 // printSummary writes the per-node outcome table.
 func printSummary(w io.Writer, rep *deploy.Report) {

@@ -137,7 +137,7 @@ func (e *Engine) buildOn(ctx context.Context, name string, runs []*nodeRun, opts
 	if err != nil {
 		return nil, fmt.Errorf("copy derivations to build host %s: %w", name, err)
 	}
-	say(fmt.Sprintf("sent %d derivation paths (%s); building", st.Sent, humanBytes(st.SentBytes)))
+	say(fmt.Sprintf("sent %d derivation paths (%s); building", st.Sent, HumanBytes(st.SentBytes)))
 	b.gcRoot = "/tmp/tether-gcroots-" + opts.DeployID
 	outs, err := b.store.Realise(ctx, drvs, b.gcRoot)
 	if err != nil {
@@ -250,7 +250,7 @@ func (n *nodeRun) copyFromBuilder(ctx context.Context, target *remote.Client, ro
 		total += sizes[p]
 	}
 	if route, ok := n.lanRoute(); ok && n.e.ForwardAgent != nil {
-		n.emit(PhaseCopy, fmt.Sprintf("copying %d paths (%s) from %s straight to %s", len(missing), humanBytes(total), b.name, n.node.Name))
+		n.emit(PhaseCopy, fmt.Sprintf("copying %d paths (%s) from %s straight to %s", len(missing), HumanBytes(total), b.name, n.node.Name))
 		err := n.lanCopy(ctx, target, route, missing)
 		if err == nil {
 			st.Sent, st.SentBytes, st.StreamBytes = len(missing), total, total

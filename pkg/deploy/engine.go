@@ -482,9 +482,9 @@ func (n *nodeRun) deploy(ctx context.Context, abort *atomic.Pointer[string]) {
 	}
 	wire := ""
 	if st.StreamBytes != st.SentBytes {
-		wire = fmt.Sprintf(", %s on the wire", humanBytes(st.SentBytes))
+		wire = fmt.Sprintf(", %s on the wire", HumanBytes(st.SentBytes))
 	}
-	n.emit(PhaseCopy, fmt.Sprintf("copied %d paths (%s%s); %d already present", st.Sent, humanBytes(st.StreamBytes), wire, st.Present))
+	n.emit(PhaseCopy, fmt.Sprintf("copied %d paths (%s%s); %d already present", st.Sent, HumanBytes(st.StreamBytes), wire, st.Present))
 
 	if failed := abort.Load(); failed != nil {
 		n.finish(StatusSkipped, fmt.Errorf("not activated: node %s failed", *failed))
@@ -648,7 +648,8 @@ func (n *nodeRun) rollbackProfiles(ctx context.Context, reason string) error {
 	return errors.Join(errs...)
 }
 
-func humanBytes(n int64) string {
+// HumanBytes renders a byte count for people: "3.0 MiB".
+func HumanBytes(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)
