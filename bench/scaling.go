@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"time"
+
+	"github.com/tetherdeploy/tether/internal/fixture"
+	"github.com/tetherdeploy/tether/internal/testhost"
+)
+
+// benchScaling deploys the same release to groups of 1, 8 and 16 fresh
+// hosts of one direct fleet (each host on its own link from the runner),
+// then updates each group to v2. Every group is deployed on its own, so a
+// group's hosts start from empty stores.
+func benchScaling(ctx context.Context, b *bench) (*section, error) {
+	sizes := pick(b, []int{1, 8, 16}, []int{1, 8})
+	total := 0
+	for _, n := range sizes {
+		total += n
+	}
+	s, err := b.startSandbox(ctx, testhost.Direct(total), nil)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	groups := make([][]string, len(sizes))
+	next := 1
+	for i, n := range sizes {
+		groups[i] = hostNames(next, n)
+		next += n
+	}
+	all := hostNames(1, total)
+	b.logf("scaling: pre-building v1 and v2 for %d hosts", total)
+	if _, err := s.prebuild(ctx, all, fixture.V1, fixture.V2); err != nil {
+		return nil, err
+	}
+
+	phases := []string{"install v1 onto empty stores", "update v1 → v2"}
+	runs := make([][]*tetherRun, len(phases))
+	for p, phase := range phases {
+		if p == 1 {
+			if err := s.setVariant(fixture.V2, all...); err != nil {
+				return nil, err
+			}
+		}
+		for _, g := range groups {
+			b.logf("scaling: %s, %d host(s)", phase, len(g))
+			r, err := s.deploy(ctx, runOpts{}, g...)
+			if err != nil {
+				return nil, err
+			}
+			runs[p] = append(runs[p], r)
+		}
+	}
+
+	t := &table{header: []string{"phase", "hosts", "wall", "vs 1 host", "slowest node", "sent", "machine CPU busy", "per host", "CPU load"}}
+	for p, phase := range phases {
+		for i, n := range sizes {
+			r := runs[p][i]
+			t.add(phase, fmt.Sprint(n), secs(r.wall), ratio(r.wall, runs[p][0].wall), secs(slowest(r)),
+				bytesIEC(sent(r)), secs(r.busy), secs(r.busy/time.Duration(n)), load(r))
+		}
+	}
+	last := len(sizes) - 1
+	install, update := runs[0][last].wall, runs[1][last].wall
+	goal := fmt.Sprintf("%d hosts ≤ 2× one host: install %s, update %s — %s",
+		sizes[last], ratio(install, runs[0][0].wall), ratio(update, runs[1][0].wall),
+		verdict(install <= 2*runs[0][0].wall && update <= 2*runs[1][0].wall))
+	return &section{
+		setup: fmt.Sprintf("One direct fleet of %d sandbox hosts (each on its own veth link from the runner, no shaping). "+
+			"Each group of fresh hosts is deployed by one `tether deploy h..` with the default parallelism (8): first v1 onto empty stores, then the v1 → v2 update. "+
+			"Closures pre-built on the runner, so the times are evaluation, copy, activation and confirmation. "+
+			"*wall*: the tether process; *slowest node*: the largest per-node total in its JSON report; *sent*: bytes on the wire to all nodes (zstd); "+
+			"*machine CPU busy*: CPU time the whole machine spent during the run (/proc/stat: the deployer, every sandbox host's sshd, nix and activation, and anything else running); "+
+			"*CPU load*: that over wall × %d CPUs.", total, runtime.NumCPU()),
+		tables: []*table{t},
+		goals:  []string{goal},
+		notes: []string{"The runner and every target share this machine's CPUs: a deploy costs the machine about the CPU time per host shown, " +
+			"most of it on the target side (sshd, nix-store --import, the activation's processes) and in the kernel, " +
+			"so N hosts cannot take less than N × that / CPUs however tether schedules them. Where the CPU load nears 100% the fleet is bound by the machine; " +
+			"on a real fleet each target brings its own CPU."},
+	}, nil
+}
+
+// load is the share of the machine's CPUs busy during a run.
+func load(r *tetherRun) string {
+	if r.wall <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f%%", 100*r.busy.Seconds()/(r.wall.Seconds()*float64(runtime.NumCPU())))
+}
+
+// slowest is the largest per-node total time in a run's report.
+func slowest(r *tetherRun) time.Duration {
+	var m time.Duration
+	if r.report != nil {
+		for _, res := range r.report.Results {
+			m = max(m, time.Duration(res.Timings.Total))
+		}
+	}
+	return m
+}
+
+// sent sums the bytes sent to every node of a run.
+func sent(r *tetherRun) int64 {
+	var n int64
+	if r.report != nil {
+		for _, res := range r.report.Results {
+			n += res.Copied.Bytes
+		}
+	}
+	return n
+}
