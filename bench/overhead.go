@@ -83,23 +83,28 @@ func benchOverhead(ctx context.Context, b *bench) (*section, error) {
 			t.add(append(cells, "")...)
 		}
 		tm := row("tether deploy frame1 (wall)", func(r sideRun) time.Duration { return r.total }, tethers[p])
-		row("  its report: build (eval, no-op build)", func(r sideRun) time.Duration { return r.eval }, tethers[p])
-		row("  its report: copy", func(r sideRun) time.Duration { return r.copy }, tethers[p])
-		row("  its report: activate", func(r sideRun) time.Duration { return r.activate }, tethers[p])
-		row("  its report: confirm", func(r sideRun) time.Duration { return r.confirm }, tethers[p])
-		row("  the rest: evaluation, connecting, agent check/upload", func(r sideRun) time.Duration {
+		row("  ↳ build (its report; evaluation, no-op build)", func(r sideRun) time.Duration { return r.eval }, tethers[p])
+		row("  ↳ copy (its report)", func(r sideRun) time.Duration { return r.copy }, tethers[p])
+		row("  ↳ activate (its report)", func(r sideRun) time.Duration { return r.activate }, tethers[p])
+		row("  ↳ confirm (its report)", func(r sideRun) time.Duration { return r.confirm }, tethers[p])
+		row("  ↳ the rest: loading the flake, connecting, agent check/upload", func(r sideRun) time.Duration {
 			return r.total - r.eval - r.copy - r.activate - r.confirm
 		}, tethers[p])
-		bytesRow("  bytes over the tunnel", tethers[p])
+		bytesRow("  ↳ bytes over the tunnel", tethers[p])
 		row("by hand: nix build", func(r sideRun) time.Duration { return r.eval }, hands[p])
 		row("by hand: nix copy --to ssh://", func(r sideRun) time.Duration { return r.copy }, hands[p])
 		row("by hand: ssh nix-env --set", func(r sideRun) time.Duration { return r.set }, hands[p])
 		row("by hand: ssh switch-to-configuration switch", func(r sideRun) time.Duration { return r.activate }, hands[p])
 		hm := row("by hand: copy + activate", func(r sideRun) time.Duration { return r.copy + r.set + r.activate }, hands[p])
 		hem := row("by hand: all four", func(r sideRun) time.Duration { return r.total }, hands[p])
-		bytesRow("  bytes over the tunnel", hands[p])
-		t.add("tether / by hand (copy + activate)", "", ratio(tm, hm))
-		t.add("tether / by hand (all four)", "", ratio(tm, hem))
+		bytesRow("  ↳ bytes over the tunnel", hands[p])
+		ratioRow := func(name, r string) {
+			cells := make([]string, runs+2)
+			cells[0], cells[runs+1] = name, r
+			t.add(cells...)
+		}
+		ratioRow("tether / by hand (copy + activate)", ratio(tm, hm))
+		ratioRow("tether / by hand (all four)", ratio(tm, hem))
 		sec.tables = append(sec.tables, t)
 		sec.goals = append(sec.goals, fmt.Sprintf("%s: tether ≤ 1.3× by hand: %s of copy + activate, %s of all four steps — %s",
 			phase, ratio(tm, hm), ratio(tm, hem), verdict(tm*10 <= hm*13)))
