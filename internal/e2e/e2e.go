@@ -67,7 +67,9 @@ func Build(ctx context.Context, root, dir string) (Binaries, error) {
 }
 
 func goBuild(ctx context.Context, root, out, pkg string, env []string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, pkg)
+	// Built as releases are (scripts/build-agents.sh): stripped, so sizes
+	// and upload times match what users get.
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), env...)
 	if b, err := cmd.CombinedOutput(); err != nil {
