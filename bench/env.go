@@ -214,7 +214,7 @@ func (s *sandbox) tether(ctx context.Context, o runOpts, command string, args ..
 		r.treeRSS = ru.Maxrss
 		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	if b, err := os.ReadFile(jsonOut); err == nil {
+	if b, err := os.ReadFile(jsonOut); err == nil && command != "plan" {
 		rep := &deploy.Report{}
 		if err := json.Unmarshal(b, rep); err != nil {
 			return nil, fmt.Errorf("tether %s: parse --json: %w", strings.Join(r.args, " "), err)

@@ -47,6 +47,8 @@ var scenarios = []scenario{
 	{"tunnel", "3. Bytes over the tunnel for a v1 → v2 update of rpi", benchTunnel},
 	{"rollback", "4. Missed confirmation → previous system restored", benchRollback},
 	{"memory", "5. Peak memory, small vs large closure", benchMemory},
+	{"plan", "6. Plan vs deploy of the fixture fleet", benchPlan},
+	{"compress", "7. zstd on the wire: real machine code through a home-like tunnel", benchCompress},
 }
 
 func main() {

@@ -22,6 +22,7 @@ func planCommand(env Env, stderr io.Writer) *ucli.Command {
 		&ucli.BoolFlag{Name: "dry-activate", Usage: "also copy each changed closure and run its dry activation on the node (runs the change's code as root there)"},
 		&ucli.StringFlag{Name: "format", Value: "text", Usage: "output `FORMAT`: text, markdown or json"},
 		&ucli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "write the plan to `FILE` instead of stdout", TakesFile: true},
+		&ucli.StringFlag{Name: "json", Usage: "also write the plan as JSON to `FILE`", TakesFile: true},
 	)
 	return &ucli.Command{
 		Name:      "plan",
@@ -62,6 +63,11 @@ func planCommand(env Env, stderr io.Writer) *ucli.Command {
 			}
 			if err := writePlan(w, p, format); err != nil {
 				return err
+			}
+			if j := c.String("json"); j != "" {
+				if err := writeJSONFile(j, c.App.Writer, p); err != nil {
+					return err
+				}
 			}
 			return planError(p)
 		},
