@@ -35,7 +35,7 @@ func connFlags() []ucli.Flag {
 		&ucli.StringSliceFlag{Name: "ssh-key", Usage: "private key `FILE` (repeatable); default: $TETHER_SSH_KEY, ssh-agent, ~/.ssh/id_*", TakesFile: true},
 		&ucli.StringSliceFlag{Name: "known-hosts", Usage: "known_hosts `FILE` pinning the nodes' host keys (repeatable); default ~/.ssh/known_hosts", TakesFile: true},
 		&ucli.StringFlag{Name: "agents-dir", Usage: "directory holding tether-agent-linux-<arch> (default: beside the tether binary, or $TETHER_AGENTS_DIR)", TakesFile: true},
-		&ucli.IntFlag{Name: "parallel", Usage: "nodes handled at once (default: tether.toml's concurrency, else 8)"},
+		&ucli.IntFlag{Name: "parallel", Usage: "nodes handled at once (default: tether.toml's concurrency, else 16)"},
 	}
 }
 
