@@ -91,13 +91,17 @@ func (o *actionOps) Plan(ctx context.Context, req github.PlanRequest) (*plan.Pla
 	}
 	e := &deploy.Engine{Nix: s.nix, Sink: actionSink(req.Progress), Fleet: s.fleet}
 	if req.NoTargetCommands {
+		// A build host is one of the machines too: build here.
+		for _, n := range s.nodes {
+			n.BuildHost, n.Settings.RemoteBuild = deploy.Local, false
+		}
 		opts.NoTargets = true
 		opts.NoTargetsReason = "pull request from a fork: no command runs on the machines, so only the new system is shown"
 	} else {
 		if err := s.connectWith(); err != nil {
 			return nil, err
 		}
-		e.Dialer, e.Agents = s.dialer, s.agents
+		e.Dialer, e.Agents, e.ForwardAgent = s.dialer, s.agents, s.auth.Agent()
 	}
 	roots, err := os.MkdirTemp("", "tether-gcroots-")
 	if err != nil {
@@ -106,7 +110,7 @@ func (o *actionOps) Plan(ctx context.Context, req github.PlanRequest) (*plan.Pla
 	defer os.RemoveAll(roots)
 	opts.GCRootDir = roots
 	s.nix.Log = nodeLines(req.Progress, "build")
-	return (&plan.Planner{Engine: e, Nix: s.nix}).Plan(ctx, s.nodes, opts)
+	return (&plan.Planner{Engine: e}).Plan(ctx, s.nodes, opts)
 }
 
 func (o *actionOps) Deploy(ctx context.Context, req github.DeployRequest) (*deploy.Report, error) {

@@ -85,8 +85,8 @@ func runPlan(ctx context.Context, s *setup, opts plan.Options) (*plan.Plan, erro
 	prog := newProgress(s.stderr, s.env)
 	defer prog.Close()
 	s.nix.Log = prog.BuildLog()
-	e := &deploy.Engine{Nix: s.nix, Dialer: s.dialer, Agents: s.agents, Sink: prog.Event}
-	pl := &plan.Planner{Engine: e, Nix: s.nix}
+	e := &deploy.Engine{Nix: s.nix, Dialer: s.dialer, Agents: s.agents, Sink: prog.Event, Fleet: s.fleet, ForwardAgent: s.auth.Agent()}
+	pl := &plan.Planner{Engine: e}
 	return pl.Plan(ctx, s.nodes, opts)
 }
 

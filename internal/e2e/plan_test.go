@@ -178,3 +178,29 @@ func TestPlanUnreachableNode(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanBuildsOnTheBuildHost plans rpi, whose tether.toml entry builds it
+// on frame1: the plan builds there and reads the new closure there.
+func TestPlanBuildsOnTheBuildHost(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	s := newSandbox(t, sandboxOpts{})
+	s.writeConfig("[nodes.rpi]\nbuild_host = \"frame1\"\n")
+	s.deployV1(ctx, fixture.RPi)
+	s.setVariant(fixture.RPi, fixture.V2)
+	p, r := s.plan(ctx, fixture.RPi)
+	if r.code != exitOK {
+		t.Fatalf("plan: %s", r)
+	}
+	rp := nodePlan(t, p, fixture.RPi)
+	if rp.Status != plan.StatusOK || rp.Diff == nil || rp.Diff.Count(plan.Added) != 1 {
+		t.Fatalf("rpi plan: %s %+v, want ok with jq added", rp.Status, rp.Diff)
+	}
+	if !strings.Contains(r.stderr, "on frame1") {
+		t.Errorf("the plan did not build on frame1:\n%s", r.stderr)
+	}
+	if _, err := s.fleet.Host(fixture.Frame1).Exec(ctx, "nix-store", "--check-validity", rp.NewSystem); err != nil {
+		t.Errorf("the new system is not in frame1's store: %v", err)
+	}
+	s.wantRunning(ctx, fixture.RPi, fixture.V1)
+}

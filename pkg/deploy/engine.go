@@ -92,9 +92,6 @@ type Options struct {
 	AllowFailedUnits bool
 	// GCRootDir holds the build's GC roots for the length of the run.
 	GCRootDir string
-	// Prebuilt says the profiles were already built (and rooted) by the
-	// caller, as a plan does before its dry activations.
-	Prebuilt bool
 	// Compress is when closures are zstd-compressed on the way to a node:
 	// CompressAuto (the default) for every node not marked
 	// fastConnection, CompressAlways or CompressNever.
@@ -167,22 +164,15 @@ func (e *Engine) Deploy(ctx context.Context, nodes []*fleet.Node, opts Options) 
 		rep.Interrupted = ctx.Err() != nil
 	}()
 
-	if !opts.Prebuilt {
-		e.buildAll(ctx, runs, opts)
-		failed := 0
+	e.buildAll(ctx, runs, opts)
+	buildFailed := slices.ContainsFunc(runs, func(r *nodeRun) bool { return r.res.Status != "" })
+	if buildFailed && !opts.KeepGoing {
 		for _, r := range runs {
-			if r.res.Status != "" {
-				failed++
+			if r.res.Status == "" {
+				r.finish(StatusSkipped, errors.New("not started: a build failed"))
 			}
 		}
-		if failed > 0 && !opts.KeepGoing {
-			for _, r := range runs {
-				if r.res.Status == "" {
-					r.finish(StatusSkipped, errors.New("not started: a build failed"))
-				}
-			}
-			return rep
-		}
+		return rep
 	}
 
 	var abort atomic.Pointer[string] // the node whose failure stops the run

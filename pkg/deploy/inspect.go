@@ -15,12 +15,60 @@ import (
 
 // Build realises the profiles of nodes in one nix invocation, GC-rooted in
 // gcRootDir, without touching any node.
-func (e *Engine) Build(ctx context.Context, nodes []*fleet.Node, gcRootDir string) error {
+//
+// Each node is built where a deploy would build it: on the deployer, its
+// build host, or itself. Built says, per node, which store holds the
+// result; Close releases the build hosts' GC roots and connections.
+func (e *Engine) Build(ctx context.Context, nodes []*fleet.Node, opts Options) *Built {
+	b := &Built{stores: map[string]*nix.Runner{}, errs: map[string]error{}}
 	runs := make([]*nodeRun, len(nodes))
 	for i, n := range nodes {
-		runs[i] = e.newRun(n, i, Options{})
+		runs[i] = e.newRun(n, i, opts)
 	}
-	return e.build(ctx, runs, Options{GCRootDir: gcRootDir})
+	e.buildAll(ctx, runs, opts)
+	seen := map[*builder]bool{}
+	for _, r := range runs {
+		name := r.node.Name
+		switch {
+		case r.res.Status != "":
+			b.errs[name] = errors.New(r.res.Error)
+		case r.builder != nil:
+			b.stores[name] = r.builder.store
+		default:
+			b.stores[name] = e.Nix
+		}
+		if r.builder != nil && !seen[r.builder] {
+			seen[r.builder] = true
+			b.builders = append(b.builders, r.builder)
+		}
+	}
+	return b
+}
+
+// Built is the outcome of Engine.Build.
+type Built struct {
+	stores   map[string]*nix.Runner
+	errs     map[string]error
+	builders []*builder
+}
+
+// Store returns the store holding the node's new closure, or why its build
+// failed.
+func (b *Built) Store(node string) (*nix.Runner, error) {
+	if err := b.errs[node]; err != nil {
+		return nil, err
+	}
+	if s := b.stores[node]; s != nil {
+		return s, nil
+	}
+	return nil, fmt.Errorf("node %s was not built", node)
+}
+
+// Close removes the build hosts' GC roots and closes their connections.
+func (b *Built) Close(ctx context.Context) {
+	for _, bl := range b.builders {
+		bl.close(ctx)
+	}
 }
 
 // NodeState is what a node runs, learnt with read-only queries.

@@ -24,9 +24,9 @@ import (
 // copy the closure and run its dry activation there — PR code as root on
 // the machine — and never sets the profile.
 type Planner struct {
+	// Engine builds the new systems (where a deploy would) and reaches
+	// the nodes.
 	Engine *deploy.Engine
-	// Nix is the deployer's store, where the new closures are built.
-	Nix *nix.Runner
 }
 
 // Options describe one plan.
@@ -49,16 +49,15 @@ type Options struct {
 }
 
 // Plan builds the nodes' new systems and diffs each against what the node
-// runs. A node that cannot be reached is reported as such; the others are
-// still planned. Only a failed build fails the whole plan, since nothing
-// can be compared without the new closures.
+// runs. Each node is built where a deploy would build it (the deployer, its
+// build host, itself). A node that fails to build or cannot be reached is
+// reported as such; the others are still planned.
 func (p *Planner) Plan(ctx context.Context, nodes []*fleet.Node, opts Options) (*Plan, error) {
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
 	}
-	if err := p.Engine.Build(ctx, nodes, opts.GCRootDir); err != nil {
-		return nil, err
-	}
+	built := p.Engine.Build(ctx, nodes, deploy.Options{DeployID: opts.DeployID, GCRootDir: opts.GCRootDir})
+	defer built.Close(ctx)
 	out := make([]NodePlan, len(nodes))
 	g, gctx := errgroup.WithContext(ctx)
 	limit := opts.Parallel
@@ -68,7 +67,7 @@ func (p *Planner) Plan(ctx context.Context, nodes []*fleet.Node, opts Options) (
 	g.SetLimit(limit)
 	for i, n := range nodes {
 		g.Go(func() error {
-			out[i] = p.planNode(gctx, n, opts)
+			out[i] = p.planNode(gctx, built, n, opts)
 			return nil
 		})
 	}
@@ -82,12 +81,16 @@ func (p *Planner) Plan(ctx context.Context, nodes []*fleet.Node, opts Options) (
 	return New(opts.Flake, opts.Commit, opts.Now, out), nil
 }
 
-func (p *Planner) planNode(ctx context.Context, n *fleet.Node, opts Options) NodePlan {
+func (p *Planner) planNode(ctx context.Context, built *deploy.Built, n *fleet.Node, opts Options) NodePlan {
 	if len(n.Profiles) == 0 {
 		return Failed(n.Name, errors.New("node has no profile to deploy"))
 	}
 	newSystem := n.Profiles[0].OutPath
-	newClosure, err := p.closure(ctx, p.Nix, newSystem)
+	store, err := built.Store(n.Name)
+	if err != nil {
+		return Failed(n.Name, err)
+	}
+	newClosure, err := p.closure(ctx, store, newSystem)
 	if err != nil {
 		return Failed(n.Name, fmt.Errorf("closure of the new system: %w", err))
 	}
@@ -144,7 +147,8 @@ func (p *Planner) dryActivate(ctx context.Context, nodes []*fleet.Node, plans []
 	var mu sync.Mutex
 	output := map[string]*strings.Builder{}
 	sink := p.Engine.Sink
-	e := &deploy.Engine{Nix: p.Engine.Nix, Dialer: p.Engine.Dialer, Agents: p.Engine.Agents, HTTP: p.Engine.HTTP}
+	e := &deploy.Engine{Nix: p.Engine.Nix, Dialer: p.Engine.Dialer, Agents: p.Engine.Agents, HTTP: p.Engine.HTTP,
+		Fleet: p.Engine.Fleet, ForwardAgent: p.Engine.ForwardAgent}
 	e.Sink = func(ev deploy.Event) {
 		if ev.Output != "" && ev.Phase == deploy.PhaseActivate {
 			mu.Lock()
@@ -163,7 +167,7 @@ func (p *Planner) dryActivate(ctx context.Context, nodes []*fleet.Node, plans []
 	rep := e.Deploy(ctx, todo, deploy.Options{
 		DeployID: opts.DeployID, Who: opts.Who, Flake: opts.Flake,
 		Action: agent.ActionDryActivate, Parallel: opts.Parallel,
-		KeepGoing: true, GCRootDir: opts.GCRootDir, Prebuilt: true,
+		KeepGoing: true, GCRootDir: opts.GCRootDir,
 	})
 	for _, res := range rep.Results {
 		i := index[res.Node]
