@@ -242,7 +242,8 @@ func TestDeployerKilledDuringCopy(t *testing.T) {
 	s.fleet.Relay.SetRate(64 << 10)
 	defer s.fleet.Relay.SetRate(0)
 	s.setVariant(fixture.Frame1, fixture.V2)
-	p, lines, wait := s.startTether(ctx, "deploy", fixture.Frame1)
+	// Uncompressed, so the slow copy really takes seconds.
+	p, lines, wait := s.startTether(ctx, "deploy", "--compress", "off", fixture.Frame1)
 	waitLine(t, lines, "copying", time.Minute)
 	p.Kill()
 	wait()
