@@ -42,8 +42,8 @@ func TestParseSSHOpts(t *testing.T) {
 		{name: "jump none", opts: []string{"-J", "none", "-J", "frame1"}, want: Options{RouteSet: true}},
 		{
 			name: "proxy command keeps spaces and tokens",
-			opts: []string{"-o", "ProxyCommand=cloudflared access ssh --hostname %h"},
-			want: Options{RouteSet: true, ProxyCommand: "cloudflared access ssh --hostname %h"},
+			opts: []string{"-o", "ProxyCommand=tunnel-client ssh --hostname %h"},
+			want: Options{RouteSet: true, ProxyCommand: "tunnel-client ssh --hostname %h"},
 		},
 		{
 			name: "proxy command in key space value form",
