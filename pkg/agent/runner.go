@@ -183,6 +183,10 @@ func (r *Runner) Run(ctx context.Context, dir string) (Result, error) {
 	if err := writeJSONAtomic(filepath.Join(stateDir, lastFile), res); err != nil {
 		log.emit(Event{Type: EventWarning, Error: "write " + lastFile + ": " + err.Error()})
 	}
+	// Old deploys' logs go while the lock still keeps others out.
+	for _, err := range pruneDeployDirs(stateDir, dir, KeepDeploys) {
+		log.emit(Event{Type: EventWarning, Error: "remove an old deploy dir: " + err.Error()})
+	}
 	// The lock goes before `done`: a deployer that saw `done` may start the
 	// next deploy at once and must not find the machine still locked.
 	lock.release()
