@@ -63,10 +63,7 @@ func (o *actionOps) setup(ctx context.Context, t github.Target) (*setup, error) 
 		return nil, err
 	}
 	if t.BuildHost != "" {
-		for _, n := range s.nodes {
-			n.BuildHost = t.BuildHost
-			n.Settings.RemoteBuild = false
-		}
+		s.buildOn(t.BuildHost)
 	}
 	return s, nil
 }
@@ -92,9 +89,7 @@ func (o *actionOps) Plan(ctx context.Context, req github.PlanRequest) (*plan.Pla
 	e := &deploy.Engine{Nix: s.nix, Sink: actionSink(req.Progress), Fleet: s.fleet}
 	if req.NoTargetCommands {
 		// A build host is one of the machines too: build here.
-		for _, n := range s.nodes {
-			n.BuildHost, n.Settings.RemoteBuild = deploy.Local, false
-		}
+		s.buildOn(deploy.Local)
 		opts.NoTargets = true
 		opts.NoTargetsReason = "pull request from a fork: no command runs on the machines, so only the new system is shown"
 	} else {

@@ -52,6 +52,14 @@ type setup struct {
 	params params
 }
 
+// buildOn makes every selected node build on host (a node, an address, or
+// deploy.Local), overriding the configuration.
+func (s *setup) buildOn(host string) {
+	for _, n := range s.nodes {
+		n.BuildHost, n.Settings.RemoteBuild = host, false
+	}
+}
+
 func (s *setup) Close() {
 	if s.auth != nil {
 		s.auth.Close()

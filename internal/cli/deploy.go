@@ -50,10 +50,7 @@ func deployCommand(env Env, stderr io.Writer) *ucli.Command {
 			}
 			defer s.Close()
 			if bh := c.String("build-host"); bh != "" {
-				for _, n := range s.nodes {
-					n.BuildHost = bh
-					n.Settings.RemoteBuild = false
-				}
+				s.buildOn(bh)
 			}
 			if err := s.connectWith(); err != nil {
 				return err

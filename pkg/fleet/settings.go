@@ -78,53 +78,29 @@ func defaultSettings(localUser string) Settings {
 func (s *Settings) apply(l layer) {
 	o := l.set
 	take := func(key string) { s.Origins[key] = l.at[key] }
-	if o.SSHUser != nil {
-		s.SSHUser = *o.SSHUser
-		take(KeySSHUser)
-	}
-	if o.User != nil {
-		s.User = *o.User
-		take(KeyUser)
-	}
 	if len(o.SSHOpts) > 0 {
 		s.SSHOpts = append(append([]string(nil), s.SSHOpts...), o.SSHOpts...)
 		take(KeySSHOpts)
 	}
-	if o.FastConnection != nil {
-		s.FastConnection = *o.FastConnection
-		take(KeyFastConnection)
-	}
-	if o.AutoRollback != nil {
-		s.AutoRollback = *o.AutoRollback
-		take(KeyAutoRollback)
-	}
-	if o.MagicRollback != nil {
-		s.MagicRollback = *o.MagicRollback
-		take(KeyMagicRollback)
-	}
-	if o.ConfirmTimeout != nil {
-		s.ConfirmTimeout = *o.ConfirmTimeout
-		take(KeyConfirmTimeout)
-	}
-	if o.ActivationTimeout != nil {
-		s.ActivationTimeout = *o.ActivationTimeout
-		take(KeyActivationTimeout)
-	}
-	if o.TempPath != nil {
-		s.TempPath = *o.TempPath
-		take(KeyTempPath)
-	}
-	if o.RemoteBuild != nil {
-		s.RemoteBuild = *o.RemoteBuild
-		take(KeyRemoteBuild)
-	}
-	if o.InteractiveSudo != nil {
-		s.InteractiveSudo = *o.InteractiveSudo
-		take(KeyInteractiveSudo)
-	}
-	if o.Sudo != nil {
-		s.Sudo = *o.Sudo
-		take(KeySudo)
+	override(&s.SSHUser, o.SSHUser, KeySSHUser, take)
+	override(&s.User, o.User, KeyUser, take)
+	override(&s.FastConnection, o.FastConnection, KeyFastConnection, take)
+	override(&s.AutoRollback, o.AutoRollback, KeyAutoRollback, take)
+	override(&s.MagicRollback, o.MagicRollback, KeyMagicRollback, take)
+	override(&s.ConfirmTimeout, o.ConfirmTimeout, KeyConfirmTimeout, take)
+	override(&s.ActivationTimeout, o.ActivationTimeout, KeyActivationTimeout, take)
+	override(&s.TempPath, o.TempPath, KeyTempPath, take)
+	override(&s.RemoteBuild, o.RemoteBuild, KeyRemoteBuild, take)
+	override(&s.InteractiveSudo, o.InteractiveSudo, KeyInteractiveSudo, take)
+	override(&s.Sudo, o.Sudo, KeySudo, take)
+}
+
+// override sets *dst from a layer's value when the layer sets it, and
+// records where it came from.
+func override[T any](dst *T, v *T, key string, take func(string)) {
+	if v != nil {
+		*dst = *v
+		take(key)
 	}
 }
 
