@@ -183,7 +183,18 @@ func runStep(t *testing.T, s actionStep, values map[string]string, extraEnv ...s
 	if err != nil {
 		t.Skip("SKIPPING: no bash on this machine to run the action's steps")
 	}
-	env := append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, extraEnv...)
+	home := t.TempDir()
+	// With telemetry on, the go command leaves a detached child that
+	// writes under $HOME after the step returns, racing the temp dir's
+	// removal. The mode file is how the go command is told "off".
+	telemetry := filepath.Join(home, ".config", "go", "telemetry")
+	if err := os.MkdirAll(telemetry, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(telemetry, "mode"), []byte("off"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	env := append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "XDG_CONFIG_HOME=" + filepath.Join(home, ".config")}, extraEnv...)
 	for k, v := range s.Env {
 		v = expr.ReplaceAllStringFunc(v, func(m string) string {
 			key := expr.FindStringSubmatch(m)[1]
