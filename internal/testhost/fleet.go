@@ -280,8 +280,8 @@ func (f *Fleet) addLink(ctx context.Context, i int, lk linkPlan) error {
 	return nil
 }
 
-// prepareDir lays out the host's directory: its store, run and tmp trees,
-// sshd's config and keys, and nix.conf.
+// prepareDir lays out the host's directory: its store, run, tmp and root
+// home trees, sshd's config and keys, and nix.conf.
 func (h *Host) prepareDir(authorized []byte) error {
 	dirs := []struct {
 		path string
@@ -292,6 +292,7 @@ func (h *Host) prepareDir(authorized []byte) error {
 		{"run/testhost", 0o755},
 		{"run/sshd", 0o755},
 		{"tmp", 0o1777},
+		{"root", 0o700},
 		{"etc/nix", 0o755},
 	}
 	for _, d := range dirs {
