@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -334,6 +335,10 @@ func TestUnreachableNode(t *testing.T) {
 	}
 	// rpi goes last (wave 1), so frame1 and web are deployed when it fails.
 	s.writeConfig("[nodes.rpi]\nwave = 1\n")
+	before := map[string][]string{}
+	for _, h := range []string{fixture.Frame1, fixture.Web} {
+		before[h] = s.generations(ctx, h)
+	}
 	t.Run("roll-back-the-others", func(t *testing.T) {
 		r := s.tether(ctx, "deploy", "--confirm-timeout", short)
 		if r.code != exitRolledBack {
@@ -343,10 +348,19 @@ func TestUnreachableNode(t *testing.T) {
 			t.Errorf("rpi: %s, want unreachable", res.Status)
 		}
 		for _, h := range []string{fixture.Frame1, fixture.Web} {
-			if res := result(t, r, h); res.Status != deploy.StatusRolledBack {
+			res := result(t, r, h)
+			if res.Status != deploy.StatusRolledBack {
 				t.Errorf("%s: %s, want rolled-back", h, res.Status)
 			}
+			if link := fmt.Sprintf("system-%d-link", res.Generation); !slices.Contains(before[h], link) {
+				t.Errorf("%s: reported generation %d, want one it had before: %v", h, res.Generation, before[h])
+			}
 			s.wantRunning(ctx, h, fixture.V1)
+			// As if the deploy had not happened: the generation it made
+			// is gone, and no new one stands in for the old.
+			if after := s.generations(ctx, h); strings.Join(after, " ") != strings.Join(before[h], " ") {
+				t.Errorf("%s: generations after the rollback %v, want as before %v", h, after, before[h])
+			}
 		}
 	})
 }

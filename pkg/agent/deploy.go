@@ -25,6 +25,9 @@ type deploy struct {
 	newGen         int
 	newGenCreated  bool
 	profileChanged bool
+	// reverted says the profile went back to Request.Revert.To, so the
+	// generation it left is deleted once the deploy has succeeded.
+	reverted bool
 }
 
 func (d *deploy) run(ctx context.Context) Status {
@@ -42,6 +45,7 @@ func (d *deploy) run(ctx context.Context) Status {
 		d.previous, d.prevGen = prof.Path, prof.Generation
 	}
 	d.res.Previous, d.res.Generation = d.previous, prof.Generation
+	d.res.PreviousGeneration = d.prevGen
 	d.log.emit(Event{Type: EventPrevious, Path: d.previous, Generation: d.prevGen, Running: running})
 
 	if _, err := os.Stat(req.Closure); err != nil {
@@ -61,7 +65,7 @@ func (d *deploy) run(ctx context.Context) Status {
 				existed[g.Number] = true
 			}
 		}
-		gen, err := d.r.setProfile(ctx, req.ProfilePath, req.Closure)
+		gen, err := d.pointProfile(ctx, prof)
 		if err != nil {
 			// A failed --set normally leaves the profile as it was; if it
 			// moved it after all, that is undone like a failed activation.
@@ -100,17 +104,75 @@ func (d *deploy) run(ctx context.Context) Status {
 	case req.Action == ActionDryActivate:
 		return StatusDryActivated
 	case !req.NeedsConfirmation():
-		return d.success()
+		return d.success(ctx)
 	}
 	confirmed, reason := d.awaitConfirmation(ctx)
 	if confirmed {
-		return d.success()
+		return d.success(ctx)
 	}
 	d.res.Reason = reason
 	return d.rollback(ctx, reason)
 }
 
-func (d *deploy) success() Status {
+// pointProfile points the profile at the closure: back at an existing
+// generation when the deploy reverts one, else at a new generation.
+func (d *deploy) pointProfile(ctx context.Context, prof profileState) (int, error) {
+	req := d.req
+	if rv := req.Revert; rv != nil {
+		gen, err := d.switchBack(ctx, prof, rv)
+		if err == nil {
+			d.reverted = true
+			return gen, nil
+		}
+		d.log.emit(Event{Type: EventWarning, Error: fmt.Sprintf("cannot go back to generation %d, making a new one: %v", rv.To, err)})
+	}
+	return d.r.setProfile(ctx, req.ProfilePath, req.Closure)
+}
+
+// switchBack switches the profile to generation rv.To, if the profile is
+// still where the deploy being reverted left it.
+func (d *deploy) switchBack(ctx context.Context, prof profileState, rv *Revert) (int, error) {
+	p := d.req.ProfilePath
+	if prof.Generation != rv.Generation || prof.Path != rv.Path {
+		return 0, fmt.Errorf("the profile is at generation %d (%s), not %d (%s)", prof.Generation, prof.Path, rv.Generation, rv.Path)
+	}
+	if path, err := readLink(generationLink(p, rv.To)); err != nil || path != d.req.Closure {
+		return 0, fmt.Errorf("generation %d does not hold %s", rv.To, d.req.Closure)
+	}
+	if err := d.r.nixEnv(ctx, p, "--switch-generation", fmt.Sprint(rv.To)); err != nil {
+		return 0, err
+	}
+	st, err := readProfile(p)
+	if err != nil {
+		return 0, err
+	}
+	if st.Path != d.req.Closure {
+		return st.Generation, fmt.Errorf("%s points at %q after the switch", p, st.Path)
+	}
+	return st.Generation, nil
+}
+
+// dropReverted deletes the generation a successful revert left, if it still
+// holds what the reverted deploy put there.
+func (d *deploy) dropReverted(ctx context.Context) {
+	rv := d.req.Revert
+	if !d.reverted || rv == nil {
+		return
+	}
+	if path, err := readLink(generationLink(d.req.ProfilePath, rv.Generation)); err != nil || path != rv.Path {
+		return
+	}
+	if st, err := readProfile(d.req.ProfilePath); err != nil || st.Generation == rv.Generation {
+		return
+	}
+	if err := d.r.nixEnv(ctx, d.req.ProfilePath, "--delete-generations", fmt.Sprint(rv.Generation)); err != nil {
+		d.log.emit(Event{Type: EventWarning, Error: fmt.Sprintf("delete reverted generation %d: %v", rv.Generation, err)})
+	}
+}
+
+func (d *deploy) success(ctx context.Context) Status {
+	d.dropReverted(context.WithoutCancel(ctx))
+	d.res.GenerationCreated = d.newGenCreated
 	if d.res.RebootRequired {
 		return StatusRebootRequired
 	}

@@ -28,6 +28,13 @@
 //     generation), else `--set`s the recorded path; then deletes the failed
 //     generation, but only one this deploy created (nix-env reuses the last
 //     generation when it already holds the closure).
+//   - A request may carry `revert {generation, path, to}`: the deployer takes
+//     back a deploy it made moments ago because another node failed. The
+//     profile switches back to generation `to` instead of growing a new one,
+//     and once the revert has succeeded (confirmed like any deploy),
+//     generation `generation` is deleted if it still holds `path`. Results
+//     carry `previousGeneration` and `generationCreated` so the deployer
+//     asks this only for a generation its deploy made.
 //   - The token leaves request.json as soon as the runner has read it; it
 //     lives only in the runner's memory.
 //   - The runner releases the lock and then writes `done`: a deployer that saw

@@ -86,21 +86,27 @@ func (e Event) Terminal() bool { return e.Type == EventDone }
 
 // Result sums up a finished deploy: the `done` event's result and last.json.
 type Result struct {
-	DeployID       string    `json:"deployId"`
-	Who            string    `json:"who,omitempty"`
-	Action         Action    `json:"action,omitempty"`
-	ProfilePath    string    `json:"profilePath,omitempty"`
-	Closure        string    `json:"closure,omitempty"`
-	Status         Status    `json:"status"`
-	Reason         string    `json:"reason,omitempty"` // why it rolled back or failed
-	Error          string    `json:"error,omitempty"`  // what went wrong on the way back, or before activation
-	Previous       string    `json:"previous,omitempty"`
-	Generation     int       `json:"generation,omitempty"` // the profile's generation at the end
-	ExitCode       *int      `json:"exitCode,omitempty"`   // the activation's exit code
-	UnitsFailed    bool      `json:"unitsFailed,omitempty"`
-	RebootRequired bool      `json:"rebootRequired,omitempty"`
-	Started        time.Time `json:"started,omitzero"`
-	Finished       time.Time `json:"finished,omitzero"`
+	DeployID    string `json:"deployId"`
+	Who         string `json:"who,omitempty"`
+	Action      Action `json:"action,omitempty"`
+	ProfilePath string `json:"profilePath,omitempty"`
+	Closure     string `json:"closure,omitempty"`
+	Status      Status `json:"status"`
+	Reason      string `json:"reason,omitempty"` // why it rolled back or failed
+	Error       string `json:"error,omitempty"`  // what went wrong on the way back, or before activation
+	Previous    string `json:"previous,omitempty"`
+	Generation  int    `json:"generation,omitempty"` // the profile's generation at the end
+	// PreviousGeneration is the profile's generation before the deploy;
+	// GenerationCreated says a deploy that succeeded made Generation (rather
+	// than finding the closure in the last one). Together they let the
+	// deployer revert it cleanly (see Revert).
+	PreviousGeneration int       `json:"previousGeneration,omitempty"`
+	GenerationCreated  bool      `json:"generationCreated,omitempty"`
+	ExitCode           *int      `json:"exitCode,omitempty"` // the activation's exit code
+	UnitsFailed        bool      `json:"unitsFailed,omitempty"`
+	RebootRequired     bool      `json:"rebootRequired,omitempty"`
+	Started            time.Time `json:"started,omitzero"`
+	Finished           time.Time `json:"finished,omitzero"`
 }
 
 // ParseEvent decodes one line of the event log.

@@ -130,6 +130,20 @@ type Request struct {
 	// Token is the per-deploy confirmation secret (see NewToken). Required
 	// when the deploy waits for a confirmation.
 	Token string `json:"token,omitempty"`
+	// Revert, when set, says this deploy takes back one the same fleet
+	// deploy made moments ago, because another node failed.
+	Revert *Revert `json:"revert,omitempty"`
+}
+
+// Revert names the generation a deploy takes back. The profile switches
+// back to generation To, which holds the request's closure, instead of
+// growing a new generation; once the deploy has succeeded, generation
+// Generation is deleted if it still holds Path. So a machine a fleet deploy
+// undid keeps the generation list it had before.
+type Revert struct {
+	Generation int    `json:"generation"`
+	Path       string `json:"path"`
+	To         int    `json:"to"`
 }
 
 // NeedsConfirmation reports whether the deploy waits for the deployer's
@@ -205,6 +219,17 @@ func (r Request) Validate() error {
 	}
 	if r.NeedsConfirmation() && r.Token == "" {
 		return bad("magicRollback needs a confirmation token")
+	}
+	if rv := r.Revert; rv != nil {
+		switch {
+		case !r.withDefaults().Action.ChangesProfile():
+			return bad("revert: action %s does not change the profile", r.withDefaults().Action)
+		case rv.Generation <= 0 || rv.To <= 0 || rv.Generation == rv.To:
+			return bad("revert: generations %d and %d: want two different positive numbers", rv.Generation, rv.To)
+		}
+		if err := checkAbs("revert.path", rv.Path); err != nil {
+			return bad("%v", err)
+		}
 	}
 	return nil
 }

@@ -31,6 +31,14 @@ func TestRequestValidate(t *testing.T) {
 		{"empty closure", func(r *Request) { r.Closure = "" }, "closure"},
 		{"unknown action", func(r *Request) { r.Action = "reboot" }, "action"},
 		{"negative timeout", func(r *Request) { r.ConfirmTimeout = -1 }, "timeout"},
+		{"revert", func(r *Request) { r.Revert = &Revert{Generation: 8, Path: "/nix/store/def-nixos-system", To: 7} }, ""},
+		{"revert of a test", func(r *Request) {
+			r.Action = ActionTest
+			r.Revert = &Revert{Generation: 8, Path: "/nix/store/def-nixos-system", To: 7}
+		}, "revert"},
+		{"revert to itself", func(r *Request) { r.Revert = &Revert{Generation: 8, Path: "/nix/store/def-nixos-system", To: 8} }, "revert"},
+		{"revert of generation 0", func(r *Request) { r.Revert = &Revert{Path: "/nix/store/def-nixos-system", To: 7} }, "revert"},
+		{"revert of a relative path", func(r *Request) { r.Revert = &Revert{Generation: 8, Path: "def", To: 7} }, "revert.path"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

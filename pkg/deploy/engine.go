@@ -344,6 +344,10 @@ type deployedProfile struct {
 	profile  *fleet.Profile
 	previous string
 	closure  string
+	// The agent's word on the profile's generations: before the deploy,
+	// after it, and whether the deploy made the latter.
+	prevGen, gen int
+	created      bool
 }
 
 func (e *Engine) newRun(n *fleet.Node, i int, opts Options) *nodeRun {
@@ -506,7 +510,8 @@ func (n *nodeRun) deploy(ctx context.Context, abort *atomic.Pointer[string]) {
 		}
 		if status.OK() {
 			if status != StatusDryActivated {
-				n.done = append(n.done, deployedProfile{profile: p, previous: res.Previous, closure: p.OutPath})
+				n.done = append(n.done, deployedProfile{profile: p, previous: res.Previous, closure: p.OutPath,
+					prevGen: res.PreviousGeneration, gen: res.Generation, created: res.GenerationCreated})
 			}
 			continue
 		}
@@ -633,9 +638,17 @@ func (n *nodeRun) rollbackProfiles(ctx context.Context, reason string) error {
 			continue
 		}
 		req := n.request(d.profile, d.previous, agent.ActionSwitch, fmt.Sprintf("%s-%d-%d-rb", n.opts.DeployID, n.index, i))
+		if d.created && d.prevGen > 0 && d.gen != d.prevGen {
+			// Back to the generation it had, and the one this run made
+			// goes, as if the deploy had not happened.
+			req.Revert = &agent.Revert{Generation: d.gen, Path: d.closure, To: d.prevGen}
+		}
 		res, err := n.activate(context.WithoutCancel(ctx), req, "rollback of "+d.profile.Name)
-		if st, err := mapAgentResult(res, err); !st.OK() {
+		st, err := mapAgentResult(res, err)
+		if !st.OK() {
 			errs = append(errs, fmt.Errorf("profile %s: roll back to %s: %w", d.profile.Name, d.previous, err))
+		} else if i == 0 {
+			n.res.Generation = res.Generation // where the node is now
 		}
 	}
 	n.done = nil
