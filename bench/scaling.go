@@ -104,18 +104,18 @@ func benchScaling(ctx context.Context, b *bench) (*section, error) {
 		}
 	}
 
-	t := &table{header: []string{"phase", "hosts", "wall", "vs 1 host", "slowest node", "sent", "machine CPU busy", "per host", "CPU load"}}
+	t := &table{header: []string{"phase", "hosts", "wall", "vs 1 host", "slowest node", "sent", "machine CPU busy", "per host", "CPU load", "tether CPU"}}
 	for p, phase := range phases {
 		for i, n := range sizes {
 			r := runs[p][i]
 			t.add(phase, fmt.Sprint(n), secs(r.wall), ratio(r.wall, runs[p][0].wall), secs(slowest(r)),
-				bytesIEC(sent(r)), secs(r.busy), secs(r.busy/time.Duration(n)), load(r))
+				bytesIEC(sent(r)), secs(r.busy), secs(r.busy/time.Duration(n)), load(r), secs(r.cpu))
 		}
 	}
 	for i, r := range slowRuns {
 		n := len(r.report.Results)
 		t.add(slowPhase, slowLabels[i], secs(r.wall), ratio(r.wall, slowRuns[0].wall), secs(slowest(r)),
-			bytesIEC(sent(r)), secs(r.busy), secs(r.busy/time.Duration(max(n, 1))), load(r))
+			bytesIEC(sent(r)), secs(r.busy), secs(r.busy/time.Duration(max(n, 1))), load(r), secs(r.cpu))
 	}
 	last := len(sizes) - 1
 	install, update := runs[0][last].wall, runs[1][last].wall
@@ -137,7 +137,8 @@ func benchScaling(ctx context.Context, b *bench) (*section, error) {
 			"Closures pre-built on the runner, so the times are evaluation, copy, activation and confirmation. "+
 			"*wall*: the tether process; *slowest node*: the largest per-node total in its JSON report; *sent*: bytes on the wire to all nodes (zstd); "+
 			"*machine CPU busy*: CPU time the whole machine spent during the run (/proc/stat: the deployer, every sandbox host's sshd, nix and activation, and anything else running); "+
-			"*CPU load*: that over wall × %d CPUs.", total, runtime.NumCPU()),
+			"*CPU load*: that over wall × %d CPUs; *tether CPU*: user + system time of the tether process and the local processes it ran (rusage of its tree), "+
+			"the only part of the work a real fleet's machines do not bring their own CPUs for.", total, runtime.NumCPU()),
 		tables: []*table{t},
 		goals:  []string{goal, slowGoal},
 		notes: []string{"The runner and every target share this machine's CPUs: a deploy costs the machine about the CPU time per host shown, " +
