@@ -235,6 +235,11 @@ func (e *Engine) buildAll(ctx context.Context, runs []*nodeRun, opts Options) {
 			for _, r := range local {
 				r.finish(StatusFailed, err)
 			}
+		} else {
+			idx := newClosureIndex(e.Nix, local)
+			for _, r := range local {
+				r.closures = idx
+			}
 		}
 	}
 	wg.Wait()
@@ -338,6 +343,9 @@ type nodeRun struct {
 	stateDir  string
 	// done lists the profiles this run activated on the node, in order.
 	done []deployedProfile
+	// closures answers "closure of these roots" for nodes built here; nil
+	// for nodes built elsewhere.
+	closures *closureIndex
 }
 
 type deployedProfile struct {
@@ -462,6 +470,10 @@ func (n *nodeRun) deploy(ctx context.Context, abort *atomic.Pointer[string]) {
 		if n.compress() {
 			topts.CompressedImport = n.agentArgv(agent.ImportArgv(n.agentPath, true))
 			n.res.CopyRoute += " (zstd)"
+		}
+		if n.closures != nil {
+			// On an error the copy asks nix itself, and reports it.
+			topts.Closure, _ = n.closures.of(ctx, roots)
 		}
 		st, err = transfer.Copy(ctx, n.e.Nix, transfer.RemoteStore(n.clientOrNil(), nil), roots, topts)
 	}

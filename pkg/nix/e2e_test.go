@@ -237,6 +237,38 @@ func TestRealClosureMatchesTheStore(t *testing.T) {
 	}
 }
 
+// One query for two systems, split per system, gives what a query per
+// system gives, in an order a copy can import.
+func TestRealSubclosureOfAFleetQuery(t *testing.T) {
+	requireReal(t)
+	r := realRunner(t)
+	tops, _ := builtFleet(t, r)
+	ctx := ctxFor(t)
+	both, err := r.Closure(ctx, []string{tops["v1"], tops["v2"]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"v1", "v2"} {
+		want, err := r.Closure(ctx, []string{tops[v]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := nix.Subclosure(both, []string{tops[v]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) >= len(both) {
+			t.Errorf("%s: subclosure has %d paths, the union %d: nothing was left out", v, len(got), len(both))
+		}
+		if d := cmp.Diff(want, got); d != "" {
+			t.Errorf("%s: Subclosure (-own query +from the union):\n%s", v, d)
+		}
+	}
+	if _, err := nix.Subclosure(both[:1], []string{tops["v2"]}); err == nil {
+		t.Error("Subclosure of a root outside the given closure: no error")
+	}
+}
+
 func TestRealExportImportIntoAnotherStore(t *testing.T) {
 	requireReal(t)
 	r := realRunner(t)

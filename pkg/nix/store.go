@@ -167,6 +167,34 @@ func (r *Runner) Closure(ctx context.Context, paths []string) ([]PathInfo, error
 	return SortReferencesFirst(infos)
 }
 
+// Subclosure picks from infos, which must hold the closure of roots, the
+// paths the roots reach, references first: one Closure query of a whole
+// fleet's roots then serves each node's copy.
+func Subclosure(infos []PathInfo, roots []string) ([]PathInfo, error) {
+	byPath := make(map[string]PathInfo, len(infos))
+	for _, in := range infos {
+		byPath[in.Path] = in
+	}
+	seen := make(map[string]bool)
+	var out []PathInfo
+	stack := slices.Clone(roots)
+	for len(stack) > 0 {
+		p := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if seen[p] {
+			continue
+		}
+		in, ok := byPath[p]
+		if !ok {
+			return nil, fmt.Errorf("subclosure: %s is not in the closure given", p)
+		}
+		seen[p] = true
+		out = append(out, in)
+		stack = append(stack, in.References...)
+	}
+	return SortReferencesFirst(out)
+}
+
 // ParseDumpDB reads the registration records printed by
 // `nix-store --dump-db <paths>`: per path its path, NAR hash, NAR size,
 // deriver (empty line when unknown), the number of references and the

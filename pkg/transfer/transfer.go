@@ -46,6 +46,9 @@ type Options struct {
 	// stream is then compressed on the way. Worth it on a slow link; on a
 	// fast one the compressor can be the bottleneck.
 	CompressedImport []string
+	// Closure is the closure of the roots, references first, when the
+	// caller has it already (see nix.Subclosure); nil: src is asked.
+	Closure []nix.PathInfo
 }
 
 // Progress is the state of a running copy.
@@ -70,9 +73,12 @@ type Stats struct {
 // from src.
 func Copy(ctx context.Context, src, dst Store, roots []string, opts Options) (Stats, error) {
 	var st Stats
-	closure, err := src.Closure(ctx, roots)
-	if err != nil {
-		return st, fmt.Errorf("closure of %d roots: %w", len(roots), err)
+	closure := opts.Closure
+	if closure == nil {
+		var err error
+		if closure, err = src.Closure(ctx, roots); err != nil {
+			return st, fmt.Errorf("closure of %d roots: %w", len(roots), err)
+		}
 	}
 	st.Closure = len(closure)
 	sizes := make(map[string]int64, len(closure))
