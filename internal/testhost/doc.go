@@ -1,8 +1,9 @@
 // Package testhost runs sandbox hosts for end-to-end tests and the demo: each
 // host is a network namespace reached over veth links, plus a private mount
 // namespace in which the host's own directory is bind-mounted on /nix (its own
-// store and database), /run (so /run/current-system is per host) and /tmp,
-// running its own sshd with its own host key (root login by key only).
+// store and database), /run (so /run/current-system is per host), /tmp and
+// /root (so the runner's dotfiles stay out of its sessions), running its own
+// sshd with its own host key (root login by key only).
 //
 // Copies between hosts are real copies into separate stores, activations
 // change only that host's /run, and a host behind another one is reachable
@@ -15,6 +16,7 @@
 //	                                      run  on /run  (testhost/sshd-start, testhost/name,
 //	                                                     testhost/known_hosts, sshd.pid)
 //	                                      tmp  on /tmp
+//	                                      root on /root
 //	                                      etc  sshd_config, host key, authorized_keys, nix/nix.conf
 //	/var/tmp/tether-testhost/<run>/client_ed25519, known_hosts, owner.json, lock
 //	netns tth-<run>-<host>, runner-side links tth-<run>-<i>, inside: lo, eth0 (eth1 on a LAN gateway)
