@@ -108,19 +108,24 @@ func uploadAgent(ctx context.Context, c *remote.Client, local, sum, dst string) 
 		return nil
 	}
 	c.Output(ctx, "rm", "-f", tmp)
-	if err := c.Upload(ctx, bytes.NewReader(p.data), dst, 0o755); err != nil {
+	f, err := os.Open(local)
+	if err != nil {
+		return fmt.Errorf("read agent: %w", err)
+	}
+	defer f.Close()
+	if err := c.Upload(ctx, f, dst, 0o755); err != nil {
 		return fmt.Errorf("upload agent: %w", err)
 	}
 	return nil
 }
 
-// agentPayload is an agent's bytes, plain and gzipped, read and compressed
-// once per content however many nodes get it: compressing costs about as
-// much CPU as the rest of a node's deploy.
+// agentPayload is an agent gzipped, compressed once per content however
+// many nodes get it: compressing costs about as much CPU as the rest of a
+// node's deploy.
 type agentPayload struct {
-	once     sync.Once
-	data, gz []byte
-	err      error
+	once sync.Once
+	gz   []byte
+	err  error
 }
 
 // payloads holds an agentPayload per content hash.
@@ -139,7 +144,7 @@ func payloadFor(local, sum string) *agentPayload {
 		zw := gzip.NewWriter(&gz) // the best level saves 0.3% for 3× the CPU
 		zw.Write(data)
 		zw.Close()
-		p.data, p.gz = data, gz.Bytes()
+		p.gz = gz.Bytes()
 	})
 	return p
 }
