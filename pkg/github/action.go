@@ -232,8 +232,8 @@ func (r *run) newAPI() *api {
 		r.warn("GitHub API", "no github-token: pull request comments and deployments are skipped")
 		return offAPI("no token")
 	}
-	gitea := apiFlavourGitea(r.ghc.APIURL, r.getenv)
-	a, err := newAPI(r.ghc.APIURL, r.ghc.Repository, r.in.GitHubToken, r.opts.HTTPClient, r.opts.APITimeout, gitea, r.warn, r.notice)
+	v1 := apiV1(r.ghc.APIURL, r.getenv)
+	a, err := newAPI(r.ghc.APIURL, r.ghc.Repository, r.in.GitHubToken, r.opts.HTTPClient, r.opts.APITimeout, v1, r.warn, r.notice)
 	if err != nil {
 		r.warn("GitHub API", err.Error()+": pull request comments and deployments are skipped")
 		return offAPI(err.Error())

@@ -546,7 +546,7 @@ func TestAPIFailuresDoNotChangeTheOutcome(t *testing.T) {
 	}
 }
 
-func TestGiteaSkipsDeployments(t *testing.T) {
+func TestAPIV1ServerSkipsDeployments(t *testing.T) {
 	f := newFakeGitHub(t, "/api/v1")
 	f.noDeployments = true
 	f.pulls[mainSHA] = []map[string]any{{"number": 7, "merged": true, "merge_commit_sha": mainSHA}}
@@ -563,7 +563,7 @@ func TestGiteaSkipsDeployments(t *testing.T) {
 		t.Errorf("%d notices about deployments, want 1:\n%s", n, res.stdout)
 	}
 	if strings.Contains(res.stdout, "::warning") {
-		t.Errorf("warnings on a Gitea run:\n%s", res.stdout)
+		t.Errorf("warnings on an /api/v1 run:\n%s", res.stdout)
 	}
 	if res.code != exitRolledBack || res.outputs["deployed"] != "frame1" {
 		t.Errorf("exit %d outputs %v", res.code, res.outputs)

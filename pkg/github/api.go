@@ -32,9 +32,9 @@ type api struct {
 	owner   string
 	repo    string
 	timeout time.Duration
-	// gitea is set for Gitea and Forgejo: same paths for comments, no
-	// Deployments API.
-	gitea bool
+	// v1 is set for servers with the /api/v1 flavour of the API: the same
+	// paths for comments, no Deployments API.
+	v1 bool
 	// warn prints a ::warning:: annotation; notice a ::notice::.
 	warn, notice func(title, msg string)
 
@@ -43,9 +43,10 @@ type api struct {
 	failures int    // transient failures in a row
 }
 
-// apiFlavour tells Gitea and Forgejo from GitHub: their API lives under
-// /api/v1, and their runners say who they are.
-func apiFlavourGitea(apiURL string, getenv func(string) string) bool {
+// apiV1 tells a GitHub-compatible forge with the /api/v1 flavour of the API
+// from GitHub: the API lives under /api/v1, and its runners say so in their
+// own environment variable.
+func apiV1(apiURL string, getenv func(string) string) bool {
 	u, err := url.Parse(apiURL)
 	if err == nil && strings.HasSuffix(strings.TrimRight(u.Path, "/"), "/api/v1") {
 		return true
@@ -55,7 +56,7 @@ func apiFlavourGitea(apiURL string, getenv func(string) string) bool {
 
 // newAPI makes the client for apiURL (GITHUB_API_URL: https://api.github.com,
 // https://ghe.example.com/api/v3, https://git.example.com/api/v1).
-func newAPI(apiURL, repository, token string, hc *http.Client, timeout time.Duration, gitea bool, warn, notice func(title, msg string)) (*api, error) {
+func newAPI(apiURL, repository, token string, hc *http.Client, timeout time.Duration, v1 bool, warn, notice func(title, msg string)) (*api, error) {
 	owner, repo, ok := strings.Cut(repository, "/")
 	if !ok || owner == "" || repo == "" {
 		return nil, fmt.Errorf("GITHUB_REPOSITORY %q is not owner/name", repository)
@@ -70,7 +71,7 @@ func newAPI(apiURL, repository, token string, hc *http.Client, timeout time.Dura
 	c := gh.NewClient(hc).WithAuthToken(token)
 	c.BaseURL = base
 	c.UserAgent = "tether-action"
-	return &api{client: c, owner: owner, repo: repo, timeout: timeout, gitea: gitea, warn: warn, notice: notice}, nil
+	return &api{client: c, owner: owner, repo: repo, timeout: timeout, v1: v1, warn: warn, notice: notice}, nil
 }
 
 // offAPI is an api that is never called, for a run without a token or

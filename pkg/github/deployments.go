@@ -34,8 +34,8 @@ type deployments struct {
 
 func newDeployments(a *api, environment, sha, task, logURL string) *deployments {
 	d := &deployments{api: a, environment: environment, sha: sha, task: task, logURL: logURL, ids: map[string]int64{}}
-	if a.gitea && a.enabled() {
-		a.notice("Deployments", "this server (Gitea or Forgejo) has no Deployments API: deployments are not recorded; the job summary has the results")
+	if a.v1 && a.enabled() {
+		a.notice("Deployments", "this server (/api/v1) has no Deployments API: deployments are not recorded; the job summary has the results")
 		d.off = true
 	}
 	return d

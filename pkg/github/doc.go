@@ -101,10 +101,10 @@
 // # Servers
 //
 // GITHUB_API_URL is the API's base: https://api.github.com, GitHub
-// Enterprise Server's https://host/api/v3, or Gitea's and Forgejo's
+// Enterprise Server's https://host/api/v3, or a compatible forge's
 // https://host/api/v1. Comments live at the same paths on all of them.
-// Gitea and Forgejo (an API path ending in /api/v1, or GITEA_ACTIONS /
-// FORGEJO_ACTIONS set by their runners) have no Deployments API:
+// The /api/v1 servers (an API path ending in /api/v1, or the variable their
+// runners set: GITEA_ACTIONS or FORGEJO_ACTIONS) have no Deployments API:
 // deployments are skipped with one notice, and the merged pull request is
 // found through their commits/{sha}/pull endpoint. A 404 from the
 // Deployments API on any server skips deployments the same way.

@@ -53,7 +53,7 @@ type fakeComment struct {
 }
 
 // fakeGitHub is an httptest server shaped like GitHub's REST API (or
-// Gitea's) under a path prefix, so that a request that ignores the base
+// an /api/v1 server's) under a path prefix, so that a request that ignores the base
 // URL shows up as a problem. It keeps comments, deployments and statuses
 // in memory. Handlers never fail the test: they record problems, checked
 // after the run.
@@ -75,7 +75,7 @@ type fakeGitHub struct {
 	fail func(r *http.Request) (status int, header http.Header)
 	// delay holds every answer back (or until the client gives up).
 	delay time.Duration
-	// noDeployments answers 404 on the Deployments API (Gitea has none).
+	// noDeployments answers 404 on the Deployments API (/api/v1 servers have none).
 	noDeployments bool
 }
 
@@ -259,7 +259,7 @@ func (f *fakeGitHub) route(w http.ResponseWriter, r *http.Request, req apiReques
 		}
 		reply(http.StatusOK, prs)
 	case len(p) == 3 && p[0] == "commits" && p[2] == "pull" && r.Method == http.MethodGet:
-		// Gitea's form: the one pull request, or 404.
+		// The /api/v1 form: the one pull request, or 404.
 		if prs := f.pulls[p[1]]; len(prs) > 0 {
 			reply(http.StatusOK, prs[0])
 			return

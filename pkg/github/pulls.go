@@ -15,11 +15,12 @@ const maxMergedPRs = 3
 // mergedPullRequests returns the numbers of the pull requests that were
 // merged as sha: merged, and whose merge commit is sha. The commit's
 // association alone is not enough (a branch's commits belong to open pull
-// requests too; Gitea's endpoint answers for unrelated commits).
+// requests too; the /api/v1 servers' endpoint answers for unrelated
+// commits).
 func (a *api) mergedPullRequests(ctx context.Context, sha string) []int {
 	var prs []*gh.PullRequest
-	if a.gitea {
-		// Gitea and Forgejo answer with the one pull request, or 404.
+	if a.v1 {
+		// /api/v1 servers answer with the one pull request, or 404.
 		var pr gh.PullRequest
 		err := a.callExpecting(ctx, "find the pull request of "+sha, http.StatusNotFound, func(ctx context.Context) (*gh.Response, error) {
 			req, err := a.client.NewRequest(http.MethodGet, fmt.Sprintf("repos/%s/%s/commits/%s/pull", url.PathEscape(a.owner), url.PathEscape(a.repo), url.PathEscape(sha)), nil)
