@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/tetherdeploy/tether/internal/fixture"
-	"github.com/tetherdeploy/tether/internal/testhost"
 	"github.com/tetherdeploy/tether/pkg/deploy"
 )
 
@@ -447,8 +446,6 @@ func TestWrongHostKeyRefused(t *testing.T) {
 		}
 	}
 }
-
-var _ = testhost.Home
 
 // TestInterruptLetsTargetsSettle sends SIGTERM as the activation starts: the
 // deployer must not confirm, must wait until the node is back on v1, and

@@ -40,6 +40,7 @@ type actionFile struct {
 	} `yaml:"runs"`
 }
 
+// actionStep is one step of action.yml or of a workflow job.
 type actionStep struct {
 	Name  string            `yaml:"name"`
 	ID    string            `yaml:"id"`
@@ -48,7 +49,7 @@ type actionStep struct {
 	Shell string            `yaml:"shell"`
 	Run   string            `yaml:"run"`
 	Env   map[string]string `yaml:"env"`
-	With  map[string]string `yaml:"with"`
+	With  map[string]any    `yaml:"with"`
 }
 
 func readActionFile(t *testing.T) *actionFile {

@@ -26,25 +26,14 @@ type workflow struct {
 		CancelInProgress bool   `yaml:"cancel-in-progress"`
 	} `yaml:"concurrency"`
 	Jobs map[string]struct {
-		RunsOn         string         `yaml:"runs-on"`
-		TimeoutMinutes int            `yaml:"timeout-minutes"`
-		Steps          []workflowStep `yaml:"steps"`
+		RunsOn         string       `yaml:"runs-on"`
+		TimeoutMinutes int          `yaml:"timeout-minutes"`
+		Steps          []actionStep `yaml:"steps"`
 	} `yaml:"jobs"`
 }
 
-type workflowStep struct {
-	Name  string            `yaml:"name"`
-	ID    string            `yaml:"id"`
-	If    string            `yaml:"if"`
-	Uses  string            `yaml:"uses"`
-	Shell string            `yaml:"shell"`
-	Run   string            `yaml:"run"`
-	Env   map[string]string `yaml:"env"`
-	With  map[string]any    `yaml:"with"`
-}
-
 // usesTether reports whether a step runs this action.
-func usesTether(s workflowStep) bool {
+func usesTether(s actionStep) bool {
 	return strings.HasPrefix(s.Uses, "tetherdeploy/tether@") || s.Uses == "./"
 }
 

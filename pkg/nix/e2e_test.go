@@ -139,14 +139,7 @@ func TestRealRealiseBuildsNewMultiOutputDerivation(t *testing.T) {
 	requireReal(t)
 	ctx := ctxFor(t)
 	dir := t.TempDir()
-	if err := os.MkdirAll(filepath.Join(dir, "bb"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bb, err := os.ReadFile(fixture.DefaultBusybox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bb", "busybox"), bb, 0o755); err != nil {
+	if err := fixture.PutBusybox(filepath.Join(dir, "bb")); err != nil {
 		t.Fatal(err)
 	}
 	salt := strconv.FormatInt(time.Now().UnixNano(), 36)

@@ -175,14 +175,7 @@ const bulkFlake = `{
 func (w *world) buildBulk(t *testing.T, ctx context.Context, tag string, n, size int) string {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "bulk")
-	if err := os.MkdirAll(filepath.Join(dir, "bb"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bb, err := os.ReadFile(fixture.DefaultBusybox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "bb", "busybox"), bb, 0o755); err != nil {
+	if err := fixture.PutBusybox(filepath.Join(dir, "bb")); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "flake.nix"), fmt.Appendf(nil, bulkFlake, tag, size, n), 0o644); err != nil {
