@@ -74,28 +74,39 @@ func nsInode(pid int, kind string) (uint64, bool) {
 
 // mountRuns reads a process's mount table for bind mounts of run directories.
 func mountRuns(pid int) []string {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/mountinfo")
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
+	mounts, _ := readMountinfo("/proc/" + strconv.Itoa(pid) + "/mountinfo")
 	seen := map[string]bool{}
 	var runs []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		// fields: id parent major:minor root mountpoint ...; a bind mount's
-		// root is the directory it came from.
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		if m := mountRunRe.FindStringSubmatch(fields[3] + "/"); m != nil && !seen[m[1]] {
-			seen[m[1]] = true
-			runs = append(runs, m[1])
+	for _, m := range mounts {
+		if r := mountRunRe.FindStringSubmatch(m.root + "/"); r != nil && !seen[r[1]] {
+			seen[r[1]] = true
+			runs = append(runs, r[1])
 		}
 	}
 	return runs
+}
+
+// mount is one line of a mountinfo table: a bind mount's root is the
+// directory it came from, its point where it shows.
+type mount struct{ root, point string }
+
+func readMountinfo(file string) ([]mount, error) {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []mount
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		// fields: id parent major:minor root mountpoint ...
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 5 {
+			out = append(out, mount{root: fields[3], point: fields[4]})
+		}
+	}
+	return out, sc.Err()
 }
 
 // scanProcs finds every process that belongs to a run, live or dead.
@@ -157,23 +168,15 @@ func (p proc) belongsTo(id string) bool {
 // must be none before a run directory is removed (removing files through a
 // bind mount would delete what it shows).
 func rootMounts(dir string) ([]string, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+	mounts, err := readMountinfo("/proc/self/mountinfo")
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
 	var out []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) < 5 {
-			continue
-		}
-		mp := fields[4]
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
-			out = append(out, mp)
+	for _, m := range mounts {
+		if m.point == dir || strings.HasPrefix(m.point, dir+"/") {
+			out = append(out, m.point)
 		}
 	}
-	return out, sc.Err()
+	return out, nil
 }

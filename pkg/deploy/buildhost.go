@@ -121,14 +121,7 @@ func (e *Engine) buildOn(ctx context.Context, name string, runs []*nodeRun, opts
 		return nil, err
 	}
 
-	var drvs []string
-	for _, r := range runs {
-		for _, p := range r.node.Profiles {
-			if p.DrvPath != "" {
-				drvs = append(drvs, p.DrvPath)
-			}
-		}
-	}
+	drvs := profilePaths(runs, func(p *fleet.Profile) string { return p.DrvPath })
 	if len(drvs) == 0 {
 		return b, nil
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 
+	"github.com/tetherdeploy/tether/pkg/fleet"
 	"github.com/tetherdeploy/tether/pkg/nix"
 )
 
@@ -21,15 +22,21 @@ type closureIndex struct {
 }
 
 func newClosureIndex(n *nix.Runner, runs []*nodeRun) *closureIndex {
-	idx := &closureIndex{nix: n}
+	return &closureIndex{nix: n, roots: profilePaths(runs, func(p *fleet.Profile) string { return p.OutPath })}
+}
+
+// profilePaths lists one store path of every profile of the runs (its
+// derivation, say), leaving out the empty ones.
+func profilePaths(runs []*nodeRun, path func(*fleet.Profile) string) []string {
+	var out []string
 	for _, r := range runs {
 		for _, p := range r.node.Profiles {
-			if p.OutPath != "" {
-				idx.roots = append(idx.roots, p.OutPath)
+			if s := path(p); s != "" {
+				out = append(out, s)
 			}
 		}
 	}
-	return idx
+	return out
 }
 
 // of returns the closure of roots, references first.

@@ -251,14 +251,7 @@ func (e *Engine) build(ctx context.Context, runs []*nodeRun, opts Options) error
 	if err := checkPlatforms(ctx, e.Nix, runs, "this machine"); err != nil {
 		return err
 	}
-	var drvs []string
-	for _, r := range runs {
-		for _, p := range r.node.Profiles {
-			if p.DrvPath != "" {
-				drvs = append(drvs, p.DrvPath)
-			}
-		}
-	}
+	drvs := profilePaths(runs, func(p *fleet.Profile) string { return p.DrvPath })
 	if len(drvs) == 0 {
 		return nil
 	}
