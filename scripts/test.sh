@@ -37,6 +37,11 @@ fi
 if [[ $(id -u) == 0 ]]; then
 	# A crashed earlier run must not break this one.
 	go run ./internal/testhost/cmd/testhost clean
+
+	# This machine has /nix and Nix's build users now; a fresh one has
+	# neither. Run setup and a real deploy where both are hidden.
+	echo "== fresh machine"
+	bash scripts/fresh-machine.sh
 fi
 
 echo "== go test"
