@@ -1,8 +1,11 @@
-// Package cli wires tether's commands to the packages that do the work.
+// Package cli is tether's command line: it parses flags into the
+// application layer's requests (internal/app), renders what comes back,
+// and returns the exit code the application layer maps the result to. It
+// wires nothing itself, so `tether deploy` and `tether action` cannot
+// drift apart.
 //
-// It is the only place (with pkg/github) that reads the environment, and it
-// reads it from the Env it is given, never from the process, so every command
-// can be driven end to end from tests.
+// It reads the environment only from the Env it is given, never from the
+// process, so every command can be driven end to end from tests.
 package cli
 
 import (
@@ -14,6 +17,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/tetherdeploy/tether/internal/app"
 	"github.com/tetherdeploy/tether/internal/version"
 )
 
@@ -34,50 +38,78 @@ func (e Env) Get(key string) string {
 // Run runs tether with args (args[0] is the program name) and returns the
 // process exit code.
 func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) int {
-	app := newApp(env, stdout, stderr)
-	var unknown string
-	app.CommandNotFound = func(_ *ucli.Context, name string) { unknown = name }
-	err := app.RunContext(ctx, args)
-	if err == nil && unknown != "" {
-		err = usageError(fmt.Errorf("unknown command %q (see tether --help)", unknown))
-	}
-	if err == nil {
-		return ExitOK
-	}
-	code := ExitCode(err)
-	var silent *silentError
-	if !errors.As(err, &silent) {
-		fmt.Fprintf(stderr, "tether: %v\n", err)
-	}
-	return code
+	a := &app.App{Getenv: env.Get, Log: stderr}
+	return RunApp(ctx, a, args, env, stdout, stderr)
 }
 
-func newApp(env Env, stdout, stderr io.Writer) *ucli.App {
-	app := &ucli.App{
+// RunApp is Run on a given application layer, whose seams a test may have
+// filled (a fake engine, a fake evaluator).
+func RunApp(ctx context.Context, a *app.App, args []string, env Env, stdout, stderr io.Writer) int {
+	c := &command{app: a, env: env, stdout: stdout, stderr: stderr}
+	err := c.newApp().RunContext(ctx, args)
+	if err == nil && c.unknown != "" {
+		err = app.Usage(fmt.Errorf("unknown command %q (see tether --help)", c.unknown))
+	}
+	if err == nil {
+		return app.ExitOK
+	}
+	var ce *codeError
+	if errors.As(err, &ce) {
+		return ce.code
+	}
+	fmt.Fprintf(stderr, "tether: %v\n", err)
+	return app.ErrorExit(err)
+}
+
+// codeError ends a command that already showed its outcome with that
+// outcome's exit code.
+type codeError struct{ code int }
+
+func (e *codeError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+// exit turns an exit code into the error a command returns.
+func exit(code int) error {
+	if code == app.ExitOK {
+		return nil
+	}
+	return &codeError{code: code}
+}
+
+// command is one invocation of the command line.
+type command struct {
+	app            *app.App
+	env            Env
+	stdout, stderr io.Writer
+	unknown        string
+}
+
+func (c *command) newApp() *ucli.App {
+	a := &ucli.App{
 		Name:                 "tether",
 		Usage:                "safe NixOS deployments with magic rollback",
-		Writer:               stdout,
-		ErrWriter:            stderr,
+		Writer:               c.stdout,
+		ErrWriter:            c.stderr,
 		HideVersion:          true,
 		EnableBashCompletion: false,
-		// Errors are printed once, by Run, with their exit code.
-		ExitErrHandler: func(*ucli.Context, error) {},
+		// Errors are printed once, by RunApp, with their exit code.
+		ExitErrHandler:  func(*ucli.Context, error) {},
+		CommandNotFound: func(_ *ucli.Context, name string) { c.unknown = name },
 		OnUsageError: func(_ *ucli.Context, err error, _ bool) error {
-			return usageError(err)
+			return app.Usage(err)
 		},
 		Commands: []*ucli.Command{
-			planCommand(env, stderr),
-			deployCommand(env, stderr),
-			rollbackCommand(env, stderr),
-			statusCommand(env, stderr),
-			actionCommand(env, stderr),
+			c.planCommand(),
+			c.deployCommand(),
+			c.rollbackCommand(),
+			c.statusCommand(),
+			c.actionCommand(),
 			versionCommand(),
 		},
 	}
-	for _, c := range app.Commands {
-		c.OnUsageError = func(_ *ucli.Context, err error, _ bool) error { return usageError(err) }
+	for _, cmd := range a.Commands {
+		cmd.OnUsageError = func(_ *ucli.Context, err error, _ bool) error { return app.Usage(err) }
 	}
-	return app
+	return a
 }
 
 func versionCommand() *ucli.Command {

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tetherdeploy/tether/pkg/deploy"
+	"github.com/tetherdeploy/tether/internal/app"
 )
 
 func runCLI(t *testing.T, args ...string) (int, string, string) {
@@ -21,14 +21,14 @@ func runCLI(t *testing.T, args ...string) (int, string, string) {
 
 func TestVersion(t *testing.T) {
 	code, out, _ := runCLI(t, "version")
-	if code != ExitOK || !strings.HasPrefix(out, "tether ") || !strings.Contains(out, runtime.Version()) {
+	if code != app.ExitOK || !strings.HasPrefix(out, "tether ") || !strings.Contains(out, runtime.Version()) {
 		t.Errorf("version: exit %d, %q", code, out)
 	}
 }
 
 func TestHelpListsOnlyWorkingCommands(t *testing.T) {
 	code, out, _ := runCLI(t, "--help")
-	if code != ExitOK {
+	if code != app.ExitOK {
 		t.Fatalf("--help: exit %d", code)
 	}
 	for _, cmd := range []string{"plan", "deploy", "rollback", "status", "action", "version"} {
@@ -52,32 +52,8 @@ func TestUsageErrorsTouchNothing(t *testing.T) {
 		{"deploy", "--no-such-flag"},
 	} {
 		code, _, stderr := runCLI(t, args...)
-		if code != ExitUsage {
-			t.Errorf("tether %s: exit %d, want %d (usage)\n%s", strings.Join(args, " "), code, ExitUsage, stderr)
-		}
-	}
-}
-
-func TestReportExitCodes(t *testing.T) {
-	rep := func(statuses ...deploy.Status) *deploy.Report {
-		r := &deploy.Report{}
-		for i, s := range statuses {
-			r.Results = append(r.Results, deploy.Result{Node: string(rune('a' + i)), Status: s})
-		}
-		return r
-	}
-	for _, tc := range []struct {
-		rep  *deploy.Report
-		want int
-	}{
-		{rep(deploy.StatusDeployed, deploy.StatusRebootRequired), ExitOK},
-		{rep(deploy.StatusDeployed, deploy.StatusUnreachable), ExitFailed},
-		{rep(deploy.StatusRolledBack, deploy.StatusUnreachable), ExitRolledBack},
-		{rep(deploy.StatusRolledBack, deploy.StatusUncertain), ExitUncertain},
-		{&deploy.Report{Interrupted: true, Results: []deploy.Result{{Status: deploy.StatusDeployed}}}, ExitInterrupted},
-	} {
-		if got := ExitCode(reportError(tc.rep)); got != tc.want {
-			t.Errorf("%+v: exit %d, want %d", tc.rep.Results, got, tc.want)
+		if code != app.ExitUsage {
+			t.Errorf("tether %s: exit %d, want %d (usage)\n%s", strings.Join(args, " "), code, app.ExitUsage, stderr)
 		}
 	}
 }

@@ -9,44 +9,31 @@ import (
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/tetherdeploy/tether/pkg/deploy"
-	"github.com/tetherdeploy/tether/pkg/fleet"
+	"github.com/tetherdeploy/tether/internal/app"
 )
 
-func statusCommand(env Env, stderr io.Writer) *ucli.Command {
-	flags := append(fleetFlags(), connFlags()...)
-	flags = append(flags,
-		&ucli.BoolFlag{Name: "json", Usage: "print as JSON"},
-		&ucli.BoolFlag{Name: "generations", Usage: "list every generation of each node"},
-	)
+func (c *command) statusCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:      "status",
 		Usage:     "show each node's running system, generations, deploy in progress and last result",
 		ArgsUsage: "[NODE|@TAG|GLOB ...]",
-		Flags:     flags,
-		Action: func(c *ucli.Context) error {
-			s, err := loadFleet(c.Context, c, env, stderr, fleet.Overrides{})
-			if err != nil {
+		Flags: targetFlags(
+			&ucli.BoolFlag{Name: "json", Usage: "print as JSON"},
+			&ucli.BoolFlag{Name: "generations", Usage: "list every generation of each node"},
+		),
+		Action: func(ctx *ucli.Context) error {
+			st, err := c.app.Status(ctx.Context, app.StatusRequest{Target: target(ctx, nil)})
+			if st == nil {
 				return err
 			}
-			defer s.Close()
-			if err := s.connectWith(); err != nil {
-				return err
-			}
-			e := &deploy.Engine{Nix: s.nix, Dialer: s.dialer, Agents: s.agents}
-			st := e.Status(c.Context, s.nodes, parallelism(c, s.fleet))
-			if c.Bool("json") {
-				if err := writeJSON(c.App.Writer, st); err != nil {
+			if ctx.Bool("json") {
+				if err := writeJSON(c.stdout, st); err != nil {
 					return err
 				}
 			} else {
-				printStatus(c.App.Writer, st, c.Bool("generations"))
+				printStatus(c.stdout, st, ctx.Bool("generations"))
 			}
-			for _, n := range st {
-				if n.Error != "" {
-					return &silentError{exitError{code: ExitFailed, err: fmt.Errorf("%s: %s", n.Node, n.Error)}}
-				}
-			}
-			return nil
+			return exit(app.StatusExit(st, err))
 		},
 	}
 }

@@ -16,14 +16,11 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	sshagent "golang.org/x/crypto/ssh/agent"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/tetherdeploy/tether/pkg/agent"
 	"github.com/tetherdeploy/tether/pkg/fleet"
@@ -145,7 +142,7 @@ func (e *Engine) Deploy(ctx context.Context, nodes []*fleet.Node, opts Options) 
 	if opts.Action == "" {
 		opts.Action = agent.ActionSwitch
 	}
-	rep := &Report{DeployID: opts.DeployID, Flake: opts.Flake, Action: string(opts.Action), Started: time.Now()}
+	rep := &Report{DeployID: opts.DeployID, Flake: opts.Flake, Action: Action(opts.Action), Started: time.Now()}
 	runs := make([]*nodeRun, len(nodes))
 	for i, n := range nodes {
 		runs[i] = e.newRun(n, i, opts)
@@ -164,49 +161,18 @@ func (e *Engine) Deploy(ctx context.Context, nodes []*fleet.Node, opts Options) 
 		rep.Interrupted = ctx.Err() != nil
 	}()
 
-	e.buildAll(ctx, runs, opts)
-	buildFailed := slices.ContainsFunc(runs, func(r *nodeRun) bool { return r.res.Status != "" })
-	if buildFailed && !opts.KeepGoing {
-		for _, r := range runs {
-			if r.res.Status == "" {
-				r.finish(StatusSkipped, errors.New("not started: a build failed"))
-			}
-		}
-		return rep
-	}
-
-	var abort atomic.Pointer[string] // the node whose failure stops the run
-	for _, wave := range waves(runs) {
-		g := new(errgroup.Group)
-		g.SetLimit(parallel(opts.Parallel))
-		for _, r := range wave {
-			if r.res.Status != "" {
-				continue // its build failed
-			}
-			g.Go(func() error {
-				if failed := abort.Load(); failed != nil {
-					r.finish(StatusSkipped, fmt.Errorf("not started: node %s failed", *failed))
-					return nil
-				}
-				if ctx.Err() != nil {
-					r.finish(StatusSkipped, errors.New("not started: interrupted"))
-					return nil
-				}
-				r.deploy(ctx, &abort)
-				if !r.res.Status.OK() && r.res.Status != StatusSkipped && !opts.KeepGoing {
-					name := r.node.Name
-					abort.CompareAndSwap(nil, &name)
-				}
-				return nil
-			})
-		}
-		g.Wait()
-	}
-
-	if failed := abort.Load(); failed != nil && !opts.KeepGoing {
-		e.rollbackDeployed(ctx, runs, fmt.Sprintf("node %s failed", *failed))
-	}
+	scheduler{parallel: opts.Parallel, keepGoing: opts.KeepGoing}.run(ctx, asStages(runs), func(ctx context.Context) {
+		e.buildAll(ctx, runs, opts)
+	})
 	return rep
+}
+
+func asStages(runs []*nodeRun) []stages {
+	out := make([]stages, len(runs))
+	for i, r := range runs {
+		out[i] = r
+	}
+	return out
 }
 
 // buildAll builds every node's profiles where the node says: on the
@@ -277,48 +243,6 @@ func (e *Engine) build(ctx context.Context, runs []*nodeRun, opts Options) error
 	return nil
 }
 
-func parallel(n int) int {
-	if n <= 0 {
-		return DefaultParallel
-	}
-	return n
-}
-
-// waves groups runs by their node's wave, lowest first.
-func waves(runs []*nodeRun) [][]*nodeRun {
-	byWave := map[int][]*nodeRun{}
-	var order []int
-	for _, r := range runs {
-		w := r.node.Wave
-		if _, ok := byWave[w]; !ok {
-			order = append(order, w)
-		}
-		byWave[w] = append(byWave[w], r)
-	}
-	sort.Ints(order)
-	out := make([][]*nodeRun, len(order))
-	for i, w := range order {
-		out[i] = byWave[w]
-	}
-	return out
-}
-
-// rollbackDeployed returns the nodes this run deployed to the systems they
-// ran before, under the same protection as any activation.
-func (e *Engine) rollbackDeployed(ctx context.Context, runs []*nodeRun, reason string) {
-	g := new(errgroup.Group)
-	for _, r := range runs {
-		if len(r.done) == 0 || !r.res.Status.OK() || r.res.Status == StatusDryActivated {
-			continue
-		}
-		g.Go(func() error {
-			r.rollbackRun(ctx, reason)
-			return nil
-		})
-	}
-	g.Wait()
-}
-
 // nodeRun is one node's pipeline and its outcome.
 type nodeRun struct {
 	e      *Engine
@@ -353,7 +277,7 @@ type deployedProfile struct {
 
 func (e *Engine) newRun(n *fleet.Node, i int, opts Options) *nodeRun {
 	r := &nodeRun{e: e, node: n, index: i, opts: opts, dialer: e.Dialer, start: time.Now()}
-	r.res = Result{Node: n.Name, Action: string(opts.Action)}
+	r.res = Result{Node: n.Name, Status: StatusPending, Action: Action(opts.Action)}
 	r.stateDir = agent.StateDir(n.Settings.TempPath)
 	c, err := ConnectionFor(n)
 	r.connErr = err
@@ -366,6 +290,11 @@ func (n *nodeRun) emit(phase Phase, msg string) {
 }
 
 func (n *nodeRun) sink(ev Event) { n.e.emit(ev) }
+
+func (n *nodeRun) name() string   { return n.node.Name }
+func (n *nodeRun) wave() int      { return n.node.Wave }
+func (n *nodeRun) status() Status { return n.res.Status }
+func (n *nodeRun) changed() bool  { return len(n.done) > 0 }
 
 func (n *nodeRun) finish(s Status, err error) {
 	n.res.Status = s
@@ -432,14 +361,13 @@ func describeTarget(t remote.Target) string {
 	return s
 }
 
-// deploy runs the node's pipeline.
-func (n *nodeRun) deploy(ctx context.Context, abort *atomic.Pointer[string]) {
+// prepare connects, installs the agent and copies the closure.
+func (n *nodeRun) prepare(ctx context.Context) (Status, error) {
 	if st, err := n.connect(ctx); err != nil {
 		if ctx.Err() != nil {
 			st, err = StatusSkipped, fmt.Errorf("interrupted before anything changed: %w", err)
 		}
-		n.finish(st, err)
-		return
+		return st, err
 	}
 
 	var roots []string
@@ -480,29 +408,24 @@ func (n *nodeRun) deploy(ctx context.Context, abort *atomic.Pointer[string]) {
 		} else {
 			err = fmt.Errorf("copy closure: %w", err)
 		}
-		n.finish(status, err)
-		return
+		return status, err
 	}
 	wire := ""
 	if st.StreamBytes != st.SentBytes {
 		wire = fmt.Sprintf(", %s on the wire", HumanBytes(st.SentBytes))
 	}
 	n.emit(PhaseCopy, fmt.Sprintf("copied %d paths (%s%s); %d already present", st.Sent, HumanBytes(st.StreamBytes), wire, st.Present))
+	return StatusPending, nil
+}
 
-	if failed := abort.Load(); failed != nil {
-		n.finish(StatusSkipped, fmt.Errorf("not activated: node %s failed", *failed))
-		return
-	}
-	if ctx.Err() != nil {
-		n.finish(StatusSkipped, errors.New("not activated: interrupted"))
-		return
-	}
-
+// activate activates the node's profiles in order. When a later profile
+// fails, the earlier ones are taken back too.
+func (n *nodeRun) activate(ctx context.Context) (Status, error) {
 	actStart := time.Now()
 	defer func() { n.res.Timings.Activate = Seconds(time.Since(actStart)) }()
 	for i, p := range n.node.Profiles {
 		req := n.request(p, p.OutPath, n.opts.Action, fmt.Sprintf("%s-%d-%d", n.opts.DeployID, n.index, i))
-		res, err := n.activate(ctx, req, p.Name)
+		res, err := n.runAgent(ctx, req, p.Name)
 		pr := ProfileResult{Profile: p.Name, Path: p.OutPath, Previous: res.Previous, Generation: res.Generation}
 		status, perr := mapAgentResult(res, err)
 		pr.Status = status
@@ -525,8 +448,7 @@ func (n *nodeRun) deploy(ctx context.Context, abort *atomic.Pointer[string]) {
 			n.rollbackProfiles(ctx, fmt.Sprintf("profile %s failed", p.Name))
 		}
 		n.res.Reason = res.Reason
-		n.finish(status, perr)
-		return
+		return status, perr
 	}
 	st0 := n.res.Profiles[0].Status
 	for _, p := range n.res.Profiles {
@@ -535,7 +457,7 @@ func (n *nodeRun) deploy(ctx context.Context, abort *atomic.Pointer[string]) {
 		}
 	}
 	n.res.Current = n.res.New
-	n.finish(st0, nil)
+	return st0, nil
 }
 
 func (n *nodeRun) clientOrNil() *remote.Client {
@@ -573,7 +495,7 @@ func (n *nodeRun) request(p *fleet.Profile, closure string, action agent.Action,
 	}
 }
 
-func (n *nodeRun) activate(ctx context.Context, req agent.Request, label string) (agent.Result, error) {
+func (n *nodeRun) runAgent(ctx context.Context, req agent.Request, label string) (agent.Result, error) {
 	a := &activation{n: n, req: req, dir: agent.DeployDir(n.stateDir, req.DeployID), label: label}
 	return a.run(ctx)
 }
@@ -618,18 +540,16 @@ func nonEmpty(ss ...string) []string {
 	return out
 }
 
-// rollbackRun takes a node this run deployed back to what it ran before,
+// revert takes a node this run deployed back to what it ran before,
 // because another node failed.
-func (n *nodeRun) rollbackRun(ctx context.Context, reason string) {
+func (n *nodeRun) revert(ctx context.Context, reason string) (Status, error) {
 	n.emit(PhaseRollback, "rolling back: "+reason)
-	if err := n.rollbackProfiles(ctx, reason); err != nil {
-		n.res.Reason = reason
-		n.finish(StatusUncertain, err)
-		return
-	}
 	n.res.Reason = reason
+	if err := n.rollbackProfiles(ctx, reason); err != nil {
+		return StatusUncertain, err
+	}
 	n.res.Current = n.res.Previous
-	n.finish(StatusRolledBack, fmt.Errorf("rolled back because %s", reason))
+	return StatusRolledBack, fmt.Errorf("rolled back because %s", reason)
 }
 
 // rollbackProfiles re-activates, newest first, the previous systems of the
@@ -648,7 +568,7 @@ func (n *nodeRun) rollbackProfiles(ctx context.Context, reason string) error {
 			// goes, as if the deploy had not happened.
 			req.Revert = &agent.Revert{Generation: d.gen, Path: d.closure, To: d.prevGen}
 		}
-		res, err := n.activate(context.WithoutCancel(ctx), req, "rollback of "+d.profile.Name)
+		res, err := n.runAgent(context.WithoutCancel(ctx), req, "rollback of "+d.profile.Name)
 		st, err := mapAgentResult(res, err)
 		if !st.OK() {
 			errs = append(errs, fmt.Errorf("profile %s: roll back to %s: %w", d.profile.Name, d.previous, err))

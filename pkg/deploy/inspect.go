@@ -13,14 +13,23 @@ import (
 	"github.com/tetherdeploy/tether/pkg/transfer"
 )
 
+// Builds is the outcome of Engine.Build: where each node's new system was
+// built, and access to its closure there.
+type Builds interface {
+	// Closure returns the closure of root (with NAR sizes) in the store
+	// that built node, or why the node's build failed.
+	Closure(ctx context.Context, node, root string) ([]nix.PathInfo, error)
+	// Close releases the build hosts' GC roots and connections.
+	Close(ctx context.Context)
+}
+
 // Build realises the profiles of nodes in one nix invocation, GC-rooted in
 // gcRootDir, without touching any node.
 //
 // Each node is built where a deploy would build it: on the deployer, its
-// build host, or itself. Built says, per node, which store holds the
-// result; Close releases the build hosts' GC roots and connections.
-func (e *Engine) Build(ctx context.Context, nodes []*fleet.Node, opts Options) *Built {
-	b := &Built{stores: map[string]*nix.Runner{}, errs: map[string]error{}}
+// build host, or itself.
+func (e *Engine) Build(ctx context.Context, nodes []*fleet.Node, opts Options) Builds {
+	b := &built{stores: map[string]*nix.Runner{}, errs: map[string]error{}}
 	runs := make([]*nodeRun, len(nodes))
 	for i, n := range nodes {
 		runs[i] = e.newRun(n, i, opts)
@@ -30,7 +39,7 @@ func (e *Engine) Build(ctx context.Context, nodes []*fleet.Node, opts Options) *
 	for _, r := range runs {
 		name := r.node.Name
 		switch {
-		case r.res.Status != "":
+		case r.res.Status != StatusPending:
 			b.errs[name] = errors.New(r.res.Error)
 		case r.builder != nil:
 			b.stores[name] = r.builder.store
@@ -45,27 +54,27 @@ func (e *Engine) Build(ctx context.Context, nodes []*fleet.Node, opts Options) *
 	return b
 }
 
-// Built is the outcome of Engine.Build.
-type Built struct {
+// built is the Builds of Engine.Build.
+type built struct {
 	stores   map[string]*nix.Runner
 	errs     map[string]error
 	builders []*builder
 }
 
-// Store returns the store holding the node's new closure, or why its build
-// failed.
-func (b *Built) Store(node string) (*nix.Runner, error) {
+// Closure implements Builds.
+func (b *built) Closure(ctx context.Context, node, root string) ([]nix.PathInfo, error) {
 	if err := b.errs[node]; err != nil {
 		return nil, err
 	}
-	if s := b.stores[node]; s != nil {
-		return s, nil
+	s := b.stores[node]
+	if s == nil {
+		return nil, fmt.Errorf("node %s was not built", node)
 	}
-	return nil, fmt.Errorf("node %s was not built", node)
+	return s.Closure(ctx, []string{root})
 }
 
-// Close removes the build hosts' GC roots and closes their connections.
-func (b *Built) Close(ctx context.Context) {
+// Close implements Builds.
+func (b *built) Close(ctx context.Context) {
 	for _, bl := range b.builders {
 		bl.close(ctx)
 	}

@@ -9,6 +9,9 @@ type Status string
 
 // Node outcomes, as written to --json and to the Action's outputs.
 const (
+	// StatusPending: the node's run has not ended. A report's results
+	// start so, and a finished run has none left.
+	StatusPending Status = "pending"
 	// StatusDeployed: the new system is active and was confirmed.
 	StatusDeployed Status = "deployed"
 	// StatusRebootRequired: deployed and confirmed; the activation asked
@@ -38,13 +41,42 @@ func (s Status) OK() bool {
 	return s == StatusDeployed || s == StatusRebootRequired || s == StatusDryActivated
 }
 
+// Failed reports whether the node failed in the run, for a reason of its
+// own: it did not end on its new system, was not merely skipped, and its
+// run has ended. A status this build does not know counts as a failure.
+func (s Status) Failed() bool {
+	return !s.OK() && s != StatusSkipped && s != StatusPending
+}
+
+// Known reports whether s is one of the statuses above.
+func (s Status) Known() bool {
+	switch s {
+	case StatusPending, StatusDeployed, StatusRebootRequired, StatusDryActivated, StatusRolledBack,
+		StatusFailed, StatusUnreachable, StatusUncertain, StatusSkipped:
+		return true
+	}
+	return false
+}
+
+// Action is what a run did on its nodes: an activation mode (switch, boot,
+// test, dry-activate) or a rollback to an earlier generation.
+type Action string
+
+// ActionRollback is the Action of `tether rollback`; the other actions are
+// the activation modes' names.
+const ActionRollback Action = "rollback"
+
+// IsRollback reports whether the run rolled nodes back to an earlier
+// generation.
+func (a Action) IsRollback() bool { return a == ActionRollback }
+
 // Result is what happened to one node.
 type Result struct {
 	Node   string `json:"node"`
 	Status Status `json:"status"`
 	// Action is the activation that ran: switch, boot, test, dry-activate,
 	// or rollback.
-	Action string `json:"action"`
+	Action Action `json:"action"`
 	// Previous is the system the node ran before the run, New the one it
 	// was asked to run. Current is where the run left it.
 	Previous string `json:"previous,omitempty"`
@@ -115,7 +147,7 @@ func (s Seconds) MarshalJSON() ([]byte, error) {
 type Report struct {
 	DeployID string    `json:"deployId"`
 	Flake    string    `json:"flake"`
-	Action   string    `json:"action"`
+	Action   Action    `json:"action"`
 	Started  time.Time `json:"started"`
 	Finished time.Time `json:"finished"`
 	Results  []Result  `json:"nodes"`

@@ -27,11 +27,11 @@ type RollbackOptions struct {
 // cuts the node off is itself undone.
 func (e *Engine) Rollback(ctx context.Context, nodes []*fleet.Node, opts RollbackOptions) *Report {
 	opts.Action = agent.ActionSwitch
-	rep := &Report{DeployID: opts.DeployID, Flake: opts.Flake, Action: "rollback", Started: time.Now()}
+	rep := &Report{DeployID: opts.DeployID, Flake: opts.Flake, Action: ActionRollback, Started: time.Now()}
 	runs := make([]*nodeRun, len(nodes))
 	for i, n := range nodes {
 		runs[i] = e.newRun(n, i, opts.Options)
-		runs[i].res.Action = "rollback"
+		runs[i].res.Action = ActionRollback
 	}
 	g := new(errgroup.Group)
 	g.SetLimit(parallel(opts.Parallel))
@@ -80,7 +80,7 @@ func (n *nodeRun) rollbackTo(ctx context.Context, generation int) {
 	n.emit(PhaseActivate, fmt.Sprintf("rolling back to generation %d (%s)", target.Number, target.Path))
 	req := n.request(p, target.Path, agent.ActionSwitch, fmt.Sprintf("%s-%d-0", n.opts.DeployID, n.index))
 	start := time.Now()
-	res, err := n.activate(ctx, req, "generation "+fmt.Sprint(target.Number))
+	res, err := n.runAgent(ctx, req, "generation "+fmt.Sprint(target.Number))
 	n.res.Timings.Activate = Seconds(time.Since(start))
 	n.res.Previous, n.res.Generation, n.res.DeployID = res.Previous, res.Generation, req.DeployID
 	st, err := mapAgentResult(res, err)

@@ -17,19 +17,11 @@ import (
 
 	"github.com/sethvargo/go-githubactions"
 
+	"github.com/tetherdeploy/tether/internal/app"
+	"github.com/tetherdeploy/tether/pkg/agent"
 	"github.com/tetherdeploy/tether/pkg/deploy"
 	"github.com/tetherdeploy/tether/pkg/plan"
 	"github.com/tetherdeploy/tether/pkg/report"
-)
-
-// Exit codes of RunAction, the same as the command line's (see ExitCode).
-const (
-	exitOK          = 0
-	exitFailed      = 1
-	exitUsage       = 2
-	exitRolledBack  = 3
-	exitUncertain   = 4
-	exitInterrupted = 130
 )
 
 // ActionOptions is what RunAction needs from the process.
@@ -48,44 +40,6 @@ type ActionOptions struct {
 	Now func() time.Time
 	// APITimeout bounds each API call; 0 means DefaultAPITimeout.
 	APITimeout time.Duration
-	// ExitCode maps a deploy's or rollback's outcome to the exit code;
-	// nil means ExitCode.
-	ExitCode func(*deploy.Report, error) int
-}
-
-// ExitCode is the default exit code of a deploy or rollback, the command
-// line's codes: 0 every node is on its new system, 4 a node's state is
-// uncertain, 3 a node rolled back, 1 a node failed or the run failed
-// before any node, 130 the run was interrupted. The worst outcome wins.
-func ExitCode(rep *deploy.Report, err error) int {
-	if rep == nil {
-		switch {
-		case err == nil:
-			return exitOK
-		case errors.Is(err, context.Canceled):
-			return exitInterrupted
-		}
-		return exitFailed
-	}
-	if rep.Interrupted {
-		return exitInterrupted
-	}
-	code := exitOK
-	for i := range rep.Results {
-		switch rep.Results[i].Status {
-		case deploy.StatusUncertain:
-			code = max(code, exitUncertain)
-		case deploy.StatusRolledBack:
-			code = max(code, exitRolledBack)
-		case deploy.StatusDeployed, deploy.StatusRebootRequired, deploy.StatusDryActivated:
-		default:
-			code = max(code, exitFailed)
-		}
-	}
-	if code == exitOK && err != nil {
-		code = exitFailed
-	}
-	return code
 }
 
 // Result is the "result" output: what the run did, as JSON.
@@ -119,9 +73,6 @@ func RunAction(ctx context.Context, opts ActionOptions) int {
 	}
 	if opts.APITimeout <= 0 {
 		opts.APITimeout = DefaultAPITimeout
-	}
-	if opts.ExitCode == nil {
-		opts.ExitCode = ExitCode
 	}
 	getenv := opts.Getenv
 	if getenv == nil {
@@ -245,15 +196,15 @@ func (r *run) newAPI() *api {
 func (r *run) usage(err error) int {
 	r.annotate("error", "tether: nothing ran", err.Error())
 	fmt.Fprintf(r.errw, "tether: %v\n", err)
-	r.writeOutputs(Result{Command: "none", Event: r.eventName(), Error: err.Error(), ExitCode: exitUsage}, nil, nil, nil)
-	return exitUsage
+	r.writeOutputs(Result{Command: "none", Event: r.eventName(), Error: err.Error(), ExitCode: app.ExitUsage}, nil, nil, nil)
+	return app.ExitUsage
 }
 
 func (r *run) nothing() int {
 	r.notice("tether", r.d.Reason)
 	r.summary(fmt.Sprintf("### tether\n\nNothing to do: %s.\n", mdText(r.d.Reason)))
 	r.writeOutputs(Result{Command: "none", Event: r.eventName(), Reason: r.d.Reason}, nil, nil, nil)
-	return exitOK
+	return app.ExitOK
 }
 
 func (r *run) eventName() string {
@@ -264,24 +215,22 @@ func (r *run) eventName() string {
 }
 
 // target is the part of every request taken from the inputs.
-func (r *run) target() Target {
-	t := Target{
+func (r *run) target() app.Target {
+	t := app.Target{
 		Dir:            r.in.WorkingDirectory,
 		Flake:          r.in.Flake,
 		Nodes:          r.d.Nodes,
 		ConfirmTimeout: r.in.ConfirmTimeout,
 		BuildHost:      r.in.BuildHost,
 		Parallel:       r.in.Parallel,
-		KeepGoing:      r.in.KeepGoing,
 		Who:            r.who(),
-		Commit:         r.ghc.SHA,
-		Progress:       r.progress,
+		Progress:       r.progress.appProgress(),
 	}
 	if r.in.SSHPrivateKey != "" {
-		t.SSHPrivateKey = []byte(r.in.SSHPrivateKey)
+		t.Keys = [][]byte{[]byte(r.in.SSHPrivateKey)}
 	}
 	if r.in.KnownHosts != "" {
-		t.KnownHosts = []byte(r.in.KnownHosts)
+		t.KnownHosts = [][]byte{[]byte(r.in.KnownHosts)}
 	}
 	return t
 }
@@ -323,7 +272,12 @@ func (r *run) plan(ctx context.Context) int {
 		dry = false
 	}
 	r.act.Infof("tether: %s", r.d.Reason)
-	p, err := r.opts.Ops.Plan(ctx, PlanRequest{Target: r.target(), DryActivate: dry, NoTargetCommands: r.d.Fork})
+	req := app.PlanRequest{Target: r.target(), Commit: r.ghc.SHA, DryActivate: dry}
+	if r.d.Fork {
+		req.NoTargets = true
+		req.NoTargetsReason = "pull request from a fork: no command runs on the machines, so only the new system is shown"
+	}
+	p, err := r.opts.Ops.Plan(ctx, req)
 	r.progress.finish()
 	r.nodeGroups(nil)
 	if err == nil && p == nil {
@@ -333,11 +287,8 @@ func (r *run) plan(ctx context.Context) int {
 	if r.d.Fork {
 		note = "> [!NOTE]\n> This pull request comes from a fork, so tether ran nothing on the nodes for it: no dry-activate and no queries over SSH. The plan shows what is known without contacting them.\n\n"
 	}
+	code := app.PlanExit(p, err)
 	if err != nil {
-		code := exitFailed
-		if errors.Is(err, context.Canceled) {
-			code = exitInterrupted
-		}
 		r.annotate("error", "tether plan failed", err.Error())
 		body := "### tether plan\n\n" + note + "The plan failed:\n\n" + mdCodeBlock(err.Error())
 		r.summary(body)
@@ -350,15 +301,15 @@ func (r *run) plan(ctx context.Context) int {
 	if err := report.PlanText(&txt, p); err == nil {
 		_, _ = r.out.Write(txt.Bytes())
 	}
-	code := exitOK
 	for i := range p.Nodes {
 		n := &p.Nodes[i]
-		switch n.Status {
-		case plan.StatusError:
-			code = exitFailed
+		switch {
+		case n.Status == plan.StatusError:
 			r.annotate("error", "tether plan: "+n.Node+" failed", n.Error)
-		case plan.StatusUnreachable:
-			r.annotate("warning", "tether plan: "+n.Node+" unreachable", n.Error)
+		case n.Status == plan.StatusUnreachable:
+			r.annotate("error", "tether plan: "+n.Node+" unreachable", n.Error)
+		case !n.Planned():
+			r.annotate("error", "tether plan: "+n.Node+" dry activation failed", n.DryActivate.Error)
 		}
 	}
 	if room := summaryRoom(r.getenv("GITHUB_STEP_SUMMARY")); room > len(note) {
@@ -434,16 +385,20 @@ func (r *run) deploy(ctx context.Context) int {
 	var rep *deploy.Report
 	var err error
 	if rollback {
-		rep, err = r.opts.Ops.Rollback(ctx, RollbackRequest{Target: r.target(), Generation: r.d.Generation})
+		rep, err = r.opts.Ops.Rollback(ctx, app.RollbackRequest{Target: r.target(), Generation: r.d.Generation})
 	} else {
-		rep, err = r.opts.Ops.Deploy(ctx, DeployRequest{Target: r.target(), DryActivate: dry})
+		req := app.DeployRequest{Target: r.target(), KeepGoing: r.in.KeepGoing}
+		if dry {
+			req.Action = agent.ActionDryActivate
+		}
+		rep, err = r.opts.Ops.Deploy(ctx, req)
 	}
 	r.progress.finish()
 	if rep == nil && err == nil {
 		err = errors.New("the deployer returned no report")
 	}
 	r.nodeGroups(rep)
-	code := r.opts.ExitCode(rep, err)
+	code := app.DeployExit(rep, err)
 
 	if rep != nil {
 		var txt bytes.Buffer

@@ -3,6 +3,8 @@ package github
 import (
 	"errors"
 	"fmt"
+	"github.com/tetherdeploy/tether/internal/app"
+	"github.com/tetherdeploy/tether/pkg/agent"
 	"net/http"
 	"reflect"
 	"strings"
@@ -14,6 +16,10 @@ import (
 
 const prefix = "/api-v3"
 
+// planIncomplete is the exit code of testPlan: its rpi was unreachable, so
+// the plan does not say what a deploy would do there.
+const planIncomplete = app.ExitFailed
+
 func TestPlanCommentCreatedThenUpdated(t *testing.T) {
 	f := newFakeGitHub(t, prefix)
 	ops := &fakeOps{plan: testPlan()}
@@ -21,7 +27,7 @@ func TestPlanCommentCreatedThenUpdated(t *testing.T) {
 	e := newActionEnv(t, f, "pull_request", "pull_request_opened.json")
 	res := runAction(t, e, ops, f, 0)
 	f.check(t)
-	if res.code != 0 {
+	if res.code != planIncomplete {
 		t.Fatalf("exit code %d, stdout:\n%s", res.code, res.stdout)
 	}
 	want := "GET /api-v3/repos/example/fleet/issues/7/comments?page=1&per_page=100\n" +
@@ -43,7 +49,7 @@ func TestPlanCommentCreatedThenUpdated(t *testing.T) {
 	if len(body) > commentLimit {
 		t.Errorf("comment is %d bytes", len(body))
 	}
-	if len(ops.plans) != 1 || ops.plans[0].DryActivate || ops.plans[0].NoTargetCommands {
+	if len(ops.plans) != 1 || ops.plans[0].DryActivate || ops.plans[0].NoTargets {
 		t.Errorf("plan requests = %+v, want one without dry-activate, with target commands allowed", ops.plans)
 	}
 
@@ -51,7 +57,7 @@ func TestPlanCommentCreatedThenUpdated(t *testing.T) {
 	e = newActionEnv(t, f, "pull_request", "pull_request_synchronize.json")
 	res = runAction(t, e, ops, f, 0)
 	f.check(t)
-	if res.code != 0 {
+	if res.code != planIncomplete {
 		t.Fatalf("second run: exit code %d", res.code)
 	}
 	comments := f.commentsOn(7)
@@ -84,7 +90,7 @@ func TestPlanCommentFoundOnLaterPage(t *testing.T) {
 	e := newActionEnv(t, f, "pull_request", "pull_request_synchronize.json")
 	res := runAction(t, e, &fakeOps{plan: testPlan()}, f, 0)
 	f.check(t)
-	if res.code != 0 {
+	if res.code != planIncomplete {
 		t.Fatalf("exit code %d", res.code)
 	}
 	want := "GET /api-v3/repos/example/fleet/issues/7/comments?page=1&per_page=100\n" +
@@ -118,8 +124,8 @@ func TestPlanCommentRecreatedAfterDeletion(t *testing.T) {
 	if got := paths(f.requests()); got != want {
 		t.Fatalf("requests after the comment was deleted:\n%s\nwant:\n%s", got, want)
 	}
-	if n := len(f.commentsOn(7)); n != 1 || res.code != 0 {
-		t.Errorf("%d comments, exit code %d; want 1 and 0", n, res.code)
+	if n := len(f.commentsOn(7)); n != 1 || res.code != planIncomplete {
+		t.Errorf("%d comments, exit code %d; want 1 and 1", n, res.code)
 	}
 }
 
@@ -136,7 +142,7 @@ func TestPlanCommentNotEditableIsReplaced(t *testing.T) {
 	if got := paths(f.requests()); got != want {
 		t.Fatalf("requests:\n%s\nwant:\n%s", got, want)
 	}
-	if res.code != 0 {
+	if res.code != planIncomplete {
 		t.Errorf("exit code %d", res.code)
 	}
 }
@@ -151,8 +157,8 @@ func TestForkPullRequestRunsNothingOnTargets(t *testing.T) {
 	if len(ops.plans) != 1 {
 		t.Fatalf("plan requests: %+v", ops.plans)
 	}
-	if req := ops.plans[0]; req.DryActivate || !req.NoTargetCommands {
-		t.Errorf("fork plan request DryActivate=%v NoTargetCommands=%v, want false, true", req.DryActivate, req.NoTargetCommands)
+	if req := ops.plans[0]; req.DryActivate || !req.NoTargets {
+		t.Errorf("fork plan request DryActivate=%v NoTargets=%v, want false, true", req.DryActivate, req.NoTargets)
 	}
 	if !strings.Contains(res.stdout, "::warning title=dry-activate refused::") {
 		t.Errorf("no warning that dry-activate was refused:\n%s", res.stdout)
@@ -168,7 +174,7 @@ func TestForkPullRequestRunsNothingOnTargets(t *testing.T) {
 	// A fork can never deploy, whatever the command input says.
 	e.vars[InputEnv("command")] = "deploy"
 	res = runAction(t, e, &fakeOps{}, f, 0)
-	if res.code != exitUsage || !strings.Contains(res.stdout, "refusing to deploy for a pull request from a fork") {
+	if res.code != app.ExitUsage || !strings.Contains(res.stdout, "refusing to deploy for a pull request from a fork") {
 		t.Errorf("deploy from a fork: exit %d\n%s", res.code, res.stdout)
 	}
 }
@@ -188,14 +194,14 @@ func TestPushToMainDeploys(t *testing.T) {
 	res := runAction(t, e, ops, f, 0)
 	f.check(t)
 
-	if res.code != exitRolledBack {
-		t.Errorf("exit code %d, want %d (a node rolled back)", res.code, exitRolledBack)
+	if res.code != app.ExitRolledBack {
+		t.Errorf("exit code %d, want %d (a node rolled back)", res.code, app.ExitRolledBack)
 	}
 	if len(ops.deploys) != 1 {
 		t.Fatalf("deploy requests: %d", len(ops.deploys))
 	}
 	req := ops.deploys[0]
-	if !reflect.DeepEqual(req.Nodes, []string{"frame1", "rpi"}) || req.Commit != mainSHA || req.DryActivate ||
+	if !reflect.DeepEqual(req.Nodes, []string{"frame1", "rpi"}) || req.Action != "" ||
 		req.Flake != "." || req.Who != "github:example/fleet run 4242 by alice" {
 		t.Errorf("deploy request: %+v", req.Target)
 	}
@@ -254,7 +260,7 @@ func TestPushToMainDeploys(t *testing.T) {
 		}
 	}
 	r := resultOf(t, res)
-	if r.Command != "deploy" || r.Event != "push" || r.ExitCode != exitRolledBack || r.Report == nil || len(r.Report.Results) != 2 {
+	if r.Command != "deploy" || r.Event != "push" || r.ExitCode != app.ExitRolledBack || r.Report == nil || len(r.Report.Results) != 2 {
 		t.Errorf("result output: %+v", r)
 	}
 	if !strings.Contains(res.summary, "### tether deploy: 1 deployed, 1 failed and rolled back") {
@@ -354,7 +360,7 @@ func TestDispatchRollback(t *testing.T) {
 		!strings.Contains(res.summary, "rolled back to generation 41") {
 		t.Errorf("summary:\n%s", res.summary)
 	}
-	if res.code != exitRolledBack {
+	if res.code != app.ExitRolledBack {
 		t.Errorf("exit code %d", res.code)
 	}
 }
@@ -375,7 +381,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	res := runAction(t, e, ops, f, 0)
 	f.check(t)
 
-	if string(ops.deploys[0].SSHPrivateKey) != key {
+	if k := ops.deploys[0].Keys; len(k) != 1 || string(k[0]) != key {
 		t.Error("the operations did not get the key as given")
 	}
 	// The masks come first, one per line of the key and the token.
@@ -565,7 +571,7 @@ func TestAPIV1ServerSkipsDeployments(t *testing.T) {
 	if strings.Contains(res.stdout, "::warning") {
 		t.Errorf("warnings on an /api/v1 run:\n%s", res.stdout)
 	}
-	if res.code != exitRolledBack || res.outputs["deployed"] != "frame1" {
+	if res.code != app.ExitRolledBack || res.outputs["deployed"] != "frame1" {
 		t.Errorf("exit %d outputs %v", res.code, res.outputs)
 	}
 
@@ -605,7 +611,7 @@ func TestDryActivateRecordsNoDeployment(t *testing.T) {
 	e.vars[InputEnv("dry-activate")] = "true"
 	res := runAction(t, e, ops, f, 0)
 	f.check(t)
-	if !ops.deploys[0].DryActivate {
+	if ops.deploys[0].Action != agent.ActionDryActivate {
 		t.Error("the deploy was not asked to dry-activate")
 	}
 	if reqs := f.requests(); len(reqs) != 0 {
@@ -621,7 +627,7 @@ func TestPlanFailure(t *testing.T) {
 	ops := &fakeOps{planErr: errors.New("evaluate flake: error: attribute 'frame1' missing\n```\n</details>")}
 	res := runAction(t, newActionEnv(t, f, "pull_request", "pull_request_opened.json"), ops, f, 0)
 	f.check(t)
-	if res.code != exitFailed {
+	if res.code != app.ExitFailed {
 		t.Errorf("exit code %d", res.code)
 	}
 	comments := f.commentsOn(7)
@@ -631,7 +637,7 @@ func TestPlanFailure(t *testing.T) {
 	if !strings.Contains(res.stdout, "::error title=tether plan failed::evaluate flake: error: attribute 'frame1' missing%0A") {
 		t.Errorf("no error annotation:\n%s", res.stdout)
 	}
-	if r := resultOf(t, res); r.Command != "plan" || r.Error == "" || r.ExitCode != exitFailed {
+	if r := resultOf(t, res); r.Command != "plan" || r.Error == "" || r.ExitCode != app.ExitFailed {
 		t.Errorf("result: %+v", r)
 	}
 }
@@ -641,7 +647,7 @@ func TestDeployErrorWithoutReport(t *testing.T) {
 	ops := &fakeOps{err: errors.New("load fleet: tether.toml:3: unknown key"), selected: []string{"frame1"}}
 	res := runAction(t, newActionEnv(t, f, "push", "push_main.json"), ops, f, 0)
 	f.check(t)
-	if res.code != exitFailed {
+	if res.code != app.ExitFailed {
 		t.Errorf("exit code %d", res.code)
 	}
 	reqs := f.requests()
@@ -658,7 +664,7 @@ func TestBadInputs(t *testing.T) {
 	e.vars[InputEnv("command")] = "destroy"
 	e.vars[InputEnv("parallel")] = "many"
 	res := runAction(t, e, &fakeOps{}, nil, 0)
-	if res.code != exitUsage {
+	if res.code != app.ExitUsage {
 		t.Errorf("exit code %d", res.code)
 	}
 	for _, s := range []string{`input command: \"destroy\" is not one of`, `input parallel: \"many\"`} {
@@ -674,7 +680,7 @@ func TestBadInputs(t *testing.T) {
 func TestUnknownEventNeedsACommand(t *testing.T) {
 	e := newActionEnv(t, nil, "schedule", "push_main.json")
 	res := runAction(t, e, &fakeOps{}, nil, 0)
-	if res.code != exitUsage || !strings.Contains(res.stdout, `does not know what to do on a \"schedule\" event`) && !strings.Contains(res.stdout, `does not know what to do on a "schedule" event`) {
+	if res.code != app.ExitUsage || !strings.Contains(res.stdout, `does not know what to do on a \"schedule\" event`) && !strings.Contains(res.stdout, `does not know what to do on a "schedule" event`) {
 		t.Errorf("exit %d\n%s", res.code, res.stdout)
 	}
 }
@@ -686,10 +692,10 @@ func TestOutsideGitHub(t *testing.T) {
 	var stdout strings.Builder
 	ops := &fakeOps{report: testReport("switch"), selected: []string{"frame1", "rpi"}}
 	code := RunAction(t.Context(), ActionOptions{Getenv: func(k string) string { return env[k] }, Stdout: &stdout, Ops: ops})
-	if code != exitRolledBack {
+	if code != app.ExitRolledBack {
 		t.Errorf("exit code %d", code)
 	}
-	if len(ops.deploys) != 1 || string(ops.deploys[0].SSHPrivateKey) != "k3y-line-secret\n" || !reflect.DeepEqual(ops.deploys[0].Nodes, []string{"frame1", "rpi"}) {
+	if len(ops.deploys) != 1 || len(ops.deploys[0].Keys) != 1 || string(ops.deploys[0].Keys[0]) != "k3y-line-secret\n" || !reflect.DeepEqual(ops.deploys[0].Nodes, []string{"frame1", "rpi"}) {
 		t.Errorf("deploy requests: %+v", ops.deploys)
 	}
 	if !strings.Contains(stdout.String(), "no github-token") || !strings.Contains(stdout.String(), "NODE    STATUS") {

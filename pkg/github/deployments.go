@@ -185,7 +185,7 @@ func (d *deployments) sha7() string {
 // run, failure when it did not get there (and is back where it was),
 // error when its state is unknown or it was never attempted.
 func statusFor(rep *deploy.Report, res *deploy.Result) (state, desc string) {
-	rollback := rep.Action == "rollback"
+	rollback := rep.Action.IsRollback()
 	gen := ""
 	if res.Generation > 0 {
 		gen = fmt.Sprintf("generation %d", res.Generation)

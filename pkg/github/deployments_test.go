@@ -29,7 +29,7 @@ func TestStatusFor(t *testing.T) {
 		{"rollback", deploy.Result{Status: deploy.StatusRolledBack, Reason: "units failed"}, "failure", "rollback failed, node back on its previous system: units failed"},
 	}
 	for _, tt := range tests {
-		state, desc := statusFor(&deploy.Report{Action: tt.action}, &tt.res)
+		state, desc := statusFor(&deploy.Report{Action: deploy.Action(tt.action)}, &tt.res)
 		if state != tt.state || desc != tt.desc {
 			t.Errorf("%s %s: %s %q, want %s %q", tt.action, tt.res.Status, state, desc, tt.state, tt.desc)
 		}

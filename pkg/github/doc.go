@@ -9,22 +9,24 @@
 //
 // # Wiring
 //
-// internal/cli implements Operations (Plan, Deploy, Rollback) on the real
-// planner and deployer and calls
+// The application layer (*app.App, internal/app) implements Operations,
+// the same operations the command line runs, and `tether action` calls
 //
 //	code := github.RunAction(ctx, github.ActionOptions{
-//		Getenv: env.Get, Stdout: stdout, Stderr: stderr, Ops: ops,
+//		Getenv: env.Get, Stdout: stdout, Stderr: stderr, Ops: app,
 //	})
 //
-// Each request carries a Target built from the inputs (flake, node
-// selection, key, known hosts, timeouts, parallelism) and a *Progress. The
-// operations write progress lines to Progress (printed at once) and each
-// node's log to Progress.Node(name) (printed at the end as that node's log
-// group, with its outcome). When a deploy or rollback knows which nodes it
-// will touch, before changing any, it calls Progress.Selected(names): the
-// nodes' deployments are then created and marked in progress. A run that
-// never calls it still gets its deployments, created with their final
-// status.
+// Each request carries an app.Target built from the inputs (flake, node
+// selection, key, known hosts, timeouts, parallelism) whose Progress is
+// this package's: fleet-wide steps and build lines are printed at once,
+// each node's steps and activation output are held and printed at the end
+// as that node's log group, with its outcome. When the application layer
+// knows which nodes it will touch, before changing any, it calls
+// Progress.Selected(names): the nodes' deployments are then created and
+// marked in progress. A run that never calls it still gets its
+// deployments, created with their final status. The exit code is the
+// application layer's (app.DeployExit, app.PlanExit), the one the command
+// line returns for the same outcome.
 //
 // # What runs
 //
@@ -42,7 +44,7 @@
 //
 // A pull request whose head repository differs from its base repository
 // (a fork) never runs anything on the nodes: its plan is requested with
-// NoTargetCommands set and DryActivate cleared, the comment says so, and
+// NoTargets set and DryActivate cleared, the comment says so, and
 // deploy or rollback are refused.
 //
 // # Reporting
@@ -54,8 +56,9 @@
 // comments and edited in place on every push; it is created anew when it
 // was deleted. It stays under GitHub's 65,536-character limit (the plan is
 // shortened first, longest parts first) and links the run, whose summary
-// holds the full plan. The exit code is 1 when a node's plan failed (the
-// change does not build), 0 otherwise; unreachable nodes are warnings.
+// holds the full plan. The exit code is 1 when a node could not be
+// planned (the change does not build, the node is unreachable, its dry
+// activation failed), 0 otherwise.
 //
 // Deploy and rollback: one GitHub deployment per node, in the environment
 // "<environment>/<node>" (environment input, default "production"), so
@@ -84,7 +87,7 @@
 // request (a node name, a build error) cannot end a value and set outputs
 // of its own.
 //
-// The exit code reflects the operation alone (see ExitCode). Comments,
+// The exit code reflects the operation alone. Comments,
 // deployments and statuses are best effort: every API call has its own
 // deadline (APITimeout), failures (403, 404, 5xx, rate limits, timeouts,
 // a missing token) are warnings, and after two failures in a row, a 401

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/tetherdeploy/tether/internal/app"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -320,24 +321,28 @@ type fakeOps struct {
 	logs map[string]string
 
 	mu        sync.Mutex
-	plans     []PlanRequest
-	deploys   []DeployRequest
-	rollbacks []RollbackRequest
+	plans     []app.PlanRequest
+	deploys   []app.DeployRequest
+	rollbacks []app.RollbackRequest
 }
 
-func (o *fakeOps) progress(p *Progress) {
+// progress reports as the application layer does: say as a build log
+// line, logs as each node's activation output.
+func (o *fakeOps) progress(p app.Progress) {
 	if o.say != "" {
-		fmt.Fprint(p, o.say)
+		fmt.Fprint(p.BuildLog, o.say)
 	}
-	for n, l := range o.logs {
-		fmt.Fprint(p.Node(n), l)
+	for n, text := range o.logs {
+		for _, l := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+			p.Events(deploy.Event{Node: n, Phase: deploy.PhaseActivate, Output: l})
+		}
 	}
 	if o.selected != nil {
 		p.Selected(o.selected)
 	}
 }
 
-func (o *fakeOps) Plan(ctx context.Context, req PlanRequest) (*plan.Plan, error) {
+func (o *fakeOps) Plan(ctx context.Context, req app.PlanRequest) (*plan.Plan, error) {
 	o.mu.Lock()
 	o.plans = append(o.plans, req)
 	o.mu.Unlock()
@@ -348,7 +353,7 @@ func (o *fakeOps) Plan(ctx context.Context, req PlanRequest) (*plan.Plan, error)
 	return o.plan, o.planErr
 }
 
-func (o *fakeOps) Deploy(ctx context.Context, req DeployRequest) (*deploy.Report, error) {
+func (o *fakeOps) Deploy(ctx context.Context, req app.DeployRequest) (*deploy.Report, error) {
 	o.mu.Lock()
 	o.deploys = append(o.deploys, req)
 	o.mu.Unlock()
@@ -359,7 +364,7 @@ func (o *fakeOps) Deploy(ctx context.Context, req DeployRequest) (*deploy.Report
 	return o.report, o.err
 }
 
-func (o *fakeOps) Rollback(ctx context.Context, req RollbackRequest) (*deploy.Report, error) {
+func (o *fakeOps) Rollback(ctx context.Context, req app.RollbackRequest) (*deploy.Report, error) {
 	o.mu.Lock()
 	o.rollbacks = append(o.rollbacks, req)
 	o.mu.Unlock()
@@ -392,13 +397,13 @@ func testPlan() *plan.Plan {
 func testReport(action string) *deploy.Report {
 	start := time.Date(2024, 3, 1, 12, 30, 0, 0, time.UTC)
 	frame1 := deploy.Result{
-		Node: "frame1", Status: deploy.StatusDeployed, Action: action,
+		Node: "frame1", Status: deploy.StatusDeployed, Action: deploy.Action(action),
 		Previous: storePath("nixos-system-frame1-24.05.1"), New: storePath("nixos-system-frame1-24.05.2"), Current: storePath("nixos-system-frame1-24.05.2"),
 		Generation: 42, Copied: deploy.CopyStats{Paths: 3, Bytes: 6_100_000},
 		Timings: deploy.Timings{Total: deploy.Seconds(20 * time.Second)},
 	}
 	rpi := deploy.Result{
-		Node: "rpi", Status: deploy.StatusRolledBack, Action: action,
+		Node: "rpi", Status: deploy.StatusRolledBack, Action: deploy.Action(action),
 		Previous: storePath("nixos-system-rpi-24.05.1"), New: storePath("nixos-system-rpi-24.05.2"), Current: storePath("nixos-system-rpi-24.05.1"),
 		Error: "no confirmation within 30s: the node stopped answering", Reason: "no confirmation within 30s",
 	}
@@ -408,7 +413,7 @@ func testReport(action string) *deploy.Report {
 		frame1.Generation = 41
 		rpi.Error, rpi.Reason = "activation of generation 41 failed: exit status 2", ""
 	}
-	return &deploy.Report{DeployID: "run-1", Flake: ".", Action: action, Started: start, Finished: start.Add(time.Minute),
+	return &deploy.Report{DeployID: "run-1", Flake: ".", Action: deploy.Action(action), Started: start, Finished: start.Add(time.Minute),
 		Results: []deploy.Result{frame1, rpi}}
 }
 

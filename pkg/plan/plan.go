@@ -52,6 +52,17 @@ type NodePlan struct {
 	Error       string       `json:"error,omitempty"`
 }
 
+// Planned reports whether the node's plan says what a deploy would do
+// there: false when it could not be queried, its planning failed, or its
+// dry activation did.
+func (n *NodePlan) Planned() bool {
+	switch n.Status {
+	case StatusUnreachable, StatusError:
+		return false
+	}
+	return n.DryActivate == nil || n.DryActivate.Error == ""
+}
+
 // New assembles a Plan with its nodes in name order.
 func New(flakeRef, commit string, generated time.Time, nodes []NodePlan) *Plan {
 	p := &Plan{

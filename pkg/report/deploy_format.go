@@ -10,13 +10,13 @@ import (
 
 // deployIsRollback reports whether a run was `tether rollback`: its
 // statuses then read differently (a "deployed" node is one that went back).
-func deployIsRollback(r *deploy.Report) bool { return r.Action == "rollback" }
+func deployIsRollback(r *deploy.Report) bool { return r.Action.IsRollback() }
 
 // deployVerb is the name of the run: deploy, rollback or dry-activate.
 func deployVerb(r *deploy.Report) string {
 	switch r.Action {
-	case "rollback", "dry-activate":
-		return r.Action
+	case deploy.ActionRollback, "dry-activate":
+		return string(r.Action)
 	}
 	return "deploy"
 }

@@ -123,8 +123,8 @@ func (d *deployMD) render() string {
 	} else if d.opts.Commit != "" {
 		facts = append(facts, "Commit "+planMDCode(d.opts.Commit))
 	}
-	if r.Action != "" && r.Action != "rollback" {
-		facts = append(facts, "action "+planMDCode(r.Action))
+	if r.Action != "" && !r.Action.IsRollback() {
+		facts = append(facts, "action "+planMDCode(string(r.Action)))
 	}
 	if d.opts.Environment != "" {
 		facts = append(facts, "environment "+planMDCode(d.opts.Environment))

@@ -23,8 +23,8 @@ func DeployText(w io.Writer, r *deploy.Report) error {
 	if r.Flake != "" {
 		fmt.Fprintf(bw, " of %s", planClean(r.Flake))
 	}
-	if r.Action != "" && r.Action != "rollback" && r.Action != "dry-activate" {
-		fmt.Fprintf(bw, " (%s)", planClean(r.Action))
+	if r.Action != "" && !r.Action.IsRollback() && r.Action != "dry-activate" {
+		fmt.Fprintf(bw, " (%s)", planClean(string(r.Action)))
 	}
 	fmt.Fprintf(bw, ": %s", deployHeadline(r))
 	if d := deployDuration(deployRunTime(r)); d != "" {
