@@ -18,10 +18,10 @@ import (
 // log from byte offset N to w as it grows, whole lines only, and returns
 // after the `done` line. A deployer whose connection dropped calls it again
 // with the offset just past the last whole line it received (see
-// EventReader), and misses nothing.
+// agent.EventReader), and misses nothing.
 //
 // When the runner dies without writing `done` (killed, machine rebooted),
-// Follow returns a CodeRunnerGone error instead of waiting forever.
+// Follow returns an agent.CodeRunnerGone error instead of waiting forever.
 func (r *Runner) Follow(ctx context.Context, dir string, offset int64, w io.Writer) error {
 	r = r.withDefaults()
 	return r.tail(ctx, filepath.Clean(dir), offset, func(line []byte, _ agent.Event, _ int64) (bool, error) {

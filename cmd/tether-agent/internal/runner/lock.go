@@ -27,7 +27,7 @@ type machineLock struct {
 	infoPath string
 }
 
-// acquireLock takes the lock or returns a *LockHeldError naming the holder.
+// acquireLock takes the lock or returns an *agent.LockHeldError naming the holder.
 // It retries for a while before giving up, because `status` and `follow`
 // probe the lock with a brief shared flock of their own.
 func acquireLock(ctx context.Context, stateDir string, info agent.LockInfo, clock Clock, retry time.Duration) (*machineLock, error) {

@@ -123,7 +123,7 @@ func (r *Runner) DeployDir(id string) string { return agent.DeployDir(r.StateDir
 // D`): lock, record the previous system, set the profile, activate, wait for
 // the confirmation, roll back when any of it fails, and always end the event
 // log with `done`. The error is only for a deploy dir it cannot even report
-// into; every other outcome is in the Result.
+// into; every other outcome is in the agent.Result.
 //
 // Cancelling ctx (the agent got SIGTERM) counts as "no confirmation": a
 // machine being shut down must not come back up on a system nobody

@@ -22,7 +22,7 @@ func UnitName(deployID string) string { return "tether-" + deployID }
 // launches the runner detached from the caller — so that dropping the SSH
 // connection cannot touch the activation — and returns once the runner
 // holds the machine's lock. When another deploy holds it, the error is a
-// *LockHeldError naming that deploy and who started it.
+// *agent.LockHeldError naming that deploy and who started it.
 func (r *Runner) Start(ctx context.Context, req agent.Request, mode agent.Detach) (agent.StartResult, error) {
 	r = r.withDefaults()
 	if err := req.Validate(); err != nil {
