@@ -1,8 +1,9 @@
 // Command tether-agent is the small static program tether uploads to each
 // target machine. It takes the machine's deploy lock, sets the profile, runs
 // the activation detached from the SSH session, and rolls back unless the
-// deployer confirms in time. Every subcommand prints JSON on standard output;
-// the protocol is described in package agent.
+// deployer confirms in time. Every subcommand prints JSON on standard output.
+// The protocol is described in docs/protocol.md, its types are package agent,
+// and the implementation is package runner.
 package main
 
 import (
@@ -19,6 +20,7 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/tetherdeploy/tether/cmd/tether-agent/internal/runner"
 	"github.com/tetherdeploy/tether/internal/version"
 	"github.com/tetherdeploy/tether/pkg/agent"
 )
@@ -58,7 +60,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		offset   = fs.Int64("offset", 0, "byte offset in the event log to resume from")
 		number   = fs.Int("number", -1, "generation number")
 		detach   = fs.String("detach", string(agent.DetachAuto), "how to detach the runner: auto, systemd or setsid")
-		fork     = fs.Bool(agent.ForkFlag[2:], false, "internal: middle process of the double fork")
+		fork     = fs.Bool(runner.ForkFlag[2:], false, "internal: middle process of the double fork")
 		zstdIn   = fs.Bool("zstd", false, "import: the stream on stdin is zstd-compressed")
 	)
 	if err := fs.Parse(args); err != nil {
@@ -74,7 +76,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return nil
 	}
 
-	r := agent.NewRunner(*stateDir)
+	r := runner.New(*stateDir)
 	r.Env = os.Environ()
 	r.Diag = stderr
 	if uid, err := strconv.Atoi(os.Getenv("SUDO_UID")); err == nil && os.Geteuid() == 0 {
@@ -85,7 +87,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 
 	switch cmd {
 	case "import":
-		if err := agent.Import(ctx, stdin, *zstdIn, os.Environ(), stdout, stderr); err != nil {
+		if err := runner.Import(ctx, stdin, *zstdIn, os.Environ(), stdout, stderr); err != nil {
 			fmt.Fprintf(stderr, "tether-agent import: %v\n", err)
 			return 1
 		}
@@ -120,7 +122,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		if *fork {
 			exe, err := os.Executable()
 			if err == nil {
-				err = agent.Fork([]string{exe, "run", "--dir", *dir}, os.Environ())
+				err = runner.Fork([]string{exe, "run", "--dir", *dir}, os.Environ())
 			}
 			if err != nil {
 				return fail(stdout, stderr, err)

@@ -13,6 +13,10 @@ const ProtocolVersion = 1
 // tempPath.
 const DefaultTempPath = "/tmp"
 
+// DefaultProfile is the NixOS system profile: what `status` and
+// `generation` read when no --profile is given.
+const DefaultProfile = "/nix/var/nix/profiles/system"
+
 // StateDir returns S for a node's tempPath.
 func StateDir(tempPath string) string {
 	if tempPath == "" {
@@ -60,3 +64,13 @@ func GenerationArgv(agent, profile string, n int) []string {
 
 // VersionArgv: prints {"protocol":N,"version":...}.
 func VersionArgv(agent string) []string { return []string{agent, "version"} }
+
+// ImportArgv: an export stream on stdin (zstd-compressed when compressed is
+// set) is added to the store; prints the imported paths.
+func ImportArgv(agent string, compressed bool) []string {
+	argv := []string{agent, "import"}
+	if compressed {
+		argv = append(argv, "--zstd")
+	}
+	return argv
+}

@@ -150,11 +150,14 @@ type Revert struct {
 // confirmation after a successful activation. boot changes nothing live and
 // dry-activate changes nothing at all, so there is nothing to confirm.
 func (r Request) NeedsConfirmation() bool {
-	return r.MagicRollback && r.withDefaults().Action.ChangesRunningSystem()
+	return r.MagicRollback && r.WithDefaults().Action.ChangesRunningSystem()
 }
 
-// withDefaults fills the fields a deployer may leave empty.
-func (r Request) withDefaults() Request {
+// WithDefaults fills the fields a deployer may leave empty: the action
+// (switch) and the timeouts (DefaultConfirmTimeout,
+// DefaultActivationTimeout). The runner works on the result, so a deployer
+// that sends zeros gets the deploy.nodes schema's defaults.
+func (r Request) WithDefaults() Request {
 	if r.Action == "" {
 		r.Action = ActionSwitch
 	}
@@ -176,6 +179,10 @@ var (
 // name and a systemd unit name, so only [a-z0-9-], at most 64 characters, not
 // starting with '-'.
 func ValidDeployID(id string) bool { return deployIDRE.MatchString(id) }
+
+// ValidToken reports whether s has the form of a confirmation token (see
+// NewToken): both sides check it, so a token never carries anything but hex.
+func ValidToken(s string) bool { return tokenRE.MatchString(s) }
 
 // NewToken returns a fresh confirmation token: 32 random bytes, hex.
 func NewToken() (string, error) {
@@ -202,10 +209,10 @@ func (r Request) Validate() error {
 			return bad("who: control character %U", c)
 		}
 	}
-	if err := checkAbs("profilePath", r.ProfilePath); err != nil {
+	if err := CheckAbsPath("profilePath", r.ProfilePath); err != nil {
 		return bad("%v", err)
 	}
-	if err := checkAbs("closure", r.Closure); err != nil {
+	if err := CheckAbsPath("closure", r.Closure); err != nil {
 		return bad("%v", err)
 	}
 	if r.Action != "" && !r.Action.valid() {
@@ -214,7 +221,7 @@ func (r Request) Validate() error {
 	if r.ConfirmTimeout < 0 || r.ActivationTimeout < 0 {
 		return bad("negative timeout")
 	}
-	if r.Token != "" && !tokenRE.MatchString(r.Token) {
+	if r.Token != "" && !ValidToken(r.Token) {
 		return bad("token: want 32-256 lower-case hex digits")
 	}
 	if r.NeedsConfirmation() && r.Token == "" {
@@ -222,19 +229,23 @@ func (r Request) Validate() error {
 	}
 	if rv := r.Revert; rv != nil {
 		switch {
-		case !r.withDefaults().Action.ChangesProfile():
-			return bad("revert: action %s does not change the profile", r.withDefaults().Action)
+		case !r.WithDefaults().Action.ChangesProfile():
+			return bad("revert: action %s does not change the profile", r.WithDefaults().Action)
 		case rv.Generation <= 0 || rv.To <= 0 || rv.Generation == rv.To:
 			return bad("revert: generations %d and %d: want two different positive numbers", rv.Generation, rv.To)
 		}
-		if err := checkAbs("revert.path", rv.Path); err != nil {
+		if err := CheckAbsPath("revert.path", rv.Path); err != nil {
 			return bad("%v", err)
 		}
 	}
 	return nil
 }
 
-func checkAbs(name, p string) error {
+// CheckAbsPath checks a path the agent is given (a profile, a closure): it
+// must be clean and absolute, not "/" and free of NUL bytes, so that it
+// names exactly one file whatever the working directory. name says which
+// argument it is in the error.
+func CheckAbsPath(name, p string) error {
 	switch {
 	case p == "":
 		return fmt.Errorf("%s: empty", name)

@@ -1,4 +1,4 @@
-package agent
+package runner
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tetherdeploy/tether/pkg/agent"
 )
 
 var (
@@ -24,7 +26,7 @@ func TestRun(t *testing.T) {
 		old     *fakeSystem // installed in the profile (and running) before; nil: fresh machine
 		new     fakeSystem
 		wrapper bool // new system has only the activation wrapper
-		mod     func(*Request)
+		mod     func(*agent.Request)
 		// confirm: "client" runs Confirm alongside; "instant" writes the
 		// token inside the announcement itself; "none" lets the deadline
 		// pass; "wrong" writes a wrong token, then lets it pass; "stop"
@@ -33,108 +35,108 @@ func TestRun(t *testing.T) {
 		setup   func(h *harness, dir string)
 
 		want        []string
-		status      Status
+		status      agent.Status
 		activations []string
 		gens        []int
 		current     string // the profile's system afterwards; "" = no profile
 		reason      string // in Result.Reason
 		errText     string // in Result.Error
-		check       func(t *testing.T, h *harness, evs []Event, res Result)
+		check       func(t *testing.T, h *harness, evs []agent.Event, res agent.Result)
 	}{{
 		name: "switch confirmed", old: &ok, new: ok, confirm: "client",
-		want: evSuccess, status: StatusDeployed,
+		want: evSuccess, status: agent.StatusDeployed,
 		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
 	}, {
 		name: "confirmation written the instant it is announced", old: &ok, new: ok, confirm: "instant",
-		want: evSuccess, status: StatusDeployed,
+		want: evSuccess, status: agent.StatusDeployed,
 		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
 	}, {
 		name: "no confirmation rolls back to the recorded previous system", old: &ok, new: ok, confirm: "none",
-		want: evNoConfirm, status: StatusRolledBack,
+		want: evNoConfirm, status: agent.StatusRolledBack,
 		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
 		reason: "no confirmation within 30s",
-		check: func(t *testing.T, h *harness, evs []Event, res Result) {
-			rb, _ := findEvent(evs, EventRolledBack)
+		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
+			rb, _ := findEvent(evs, agent.EventRolledBack)
 			if rb.To != filepath.Join(h.store, "old") || rb.Generation != 1 {
 				t.Errorf("rolled-back event = %+v, want to old, generation 1", rb)
 			}
 		},
 	}, {
 		name: "exit 2 rolls back", old: &ok, new: fakeSystem{code: 2, output: []string{"error: sshd.service failed"}},
-		want: evFailed, status: StatusRolledBack,
+		want: evFailed, status: agent.StatusRolledBack,
 		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
 		reason: "exit status 2",
-		check: func(t *testing.T, h *harness, evs []Event, res Result) {
+		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
 			var lines []string
 			for _, e := range evs {
-				if e.Type == EventLog {
+				if e.Type == agent.EventLog {
 					lines = append(lines, e.Stream+": "+e.Line)
 				}
 			}
 			if len(lines) != 1 || lines[0] != "stderr: error: sshd.service failed" {
 				t.Errorf("activation output as log events = %q", lines)
 			}
-			if af, _ := findEvent(evs, EventActivationFailed); af.ExitCode == nil || *af.ExitCode != 2 {
+			if af, _ := findEvent(evs, agent.EventActivationFailed); af.ExitCode == nil || *af.ExitCode != 2 {
 				t.Errorf("activation-failed exit code = %v, want 2", af.ExitCode)
 			}
 		},
 	}, {
 		name: "exit 2 without autoRollback stays and fails", old: &ok, new: fakeSystem{code: 2},
-		mod:  func(r *Request) { r.AutoRollback = false },
-		want: []string{"locked", "previous", "profile-set", "activating", "activation-failed", "done"}, status: StatusFailed,
+		mod:  func(r *agent.Request) { r.AutoRollback = false },
+		want: []string{"locked", "previous", "profile-set", "activating", "activation-failed", "done"}, status: agent.StatusFailed,
 		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
 		reason: "exit status 2",
 	}, {
 		name: "exit 4 rolls back", old: &ok, new: fakeSystem{code: 4},
-		want: evFailed, status: StatusRolledBack,
+		want: evFailed, status: agent.StatusRolledBack,
 		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
 		reason: "units failed",
 	}, {
 		name: "exit 4 with allowFailedUnits is a deploy", old: &ok, new: fakeSystem{code: 4}, confirm: "client",
-		mod:  func(r *Request) { r.AllowFailedUnits = true },
-		want: evSuccess, status: StatusDeployed,
+		mod:  func(r *agent.Request) { r.AllowFailedUnits = true },
+		want: evSuccess, status: agent.StatusDeployed,
 		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
-		check: func(t *testing.T, h *harness, evs []Event, res Result) {
+		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
 			if !res.UnitsFailed {
 				t.Error("result does not say units failed")
 			}
 		},
 	}, {
 		name: "exit 100 is reboot-required, not a failure", old: &ok, new: fakeSystem{code: 100}, confirm: "client",
-		want: evSuccess, status: StatusRebootRequired,
+		want: evSuccess, status: agent.StatusRebootRequired,
 		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
-		check: func(t *testing.T, h *harness, evs []Event, res Result) {
-			if a, _ := findEvent(evs, EventActivated); !a.RebootRequired {
+		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
+			if a, _ := findEvent(evs, agent.EventActivated); !a.RebootRequired {
 				t.Errorf("activated event = %+v, want rebootRequired", a)
 			}
 		},
 	}, {
 		name: "exit 100 still needs the confirmation", old: &ok, new: fakeSystem{code: 100}, confirm: "none",
-		want: evNoConfirm, status: StatusRolledBack,
+		want: evNoConfirm, status: agent.StatusRolledBack,
 		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
 	}, {
 		name: "hanging activation is killed and rolled back", old: &ok, new: fakeSystem{hang: true},
-		want: evFailed, status: StatusRolledBack,
+		want: evFailed, status: agent.StatusRolledBack,
 		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
 		reason: "did not finish within 4m0s",
-		check: func(t *testing.T, h *harness, evs []Event, res Result) {
-			if af, _ := findEvent(evs, EventActivationFailed); af.ExitCode != nil {
+		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
+			if af, _ := findEvent(evs, agent.EventActivationFailed); af.ExitCode != nil {
 				t.Errorf("killed activation reports exit code %d", *af.ExitCode)
 			}
 		},
 	}, {
 		name: "fresh profile deploys", new: ok, confirm: "client",
-		want: evSuccess, status: StatusDeployed,
+		want: evSuccess, status: agent.StatusDeployed,
 		activations: []string{"new switch"}, gens: []int{1}, current: "new",
 	}, {
 		name: "fresh profile cannot roll back: new generation removed", new: fakeSystem{code: 2},
 		want:   []string{"locked", "previous", "profile-set", "activating", "activation-failed", "rolling-back", "rollback-failed", "done"},
-		status: StatusRollbackFailed, activations: []string{"new switch"}, gens: nil, current: "",
+		status: agent.StatusRollbackFailed, activations: []string{"new switch"}, gens: nil, current: "",
 		errText: "no previous system",
 	}, {
 		name: "wrong token is rejected and the deploy rolls back", old: &ok, new: ok, confirm: "wrong",
 		want:   []string{"locked", "previous", "profile-set", "activating", "activated", "awaiting-confirmation", "confirm-rejected", "rolling-back", "activating", "rolled-back", "done"},
-		status: StatusRolledBack, activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+		status: agent.StatusRolledBack, activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
 	}, {
 		name: "confirmation left from before the activation is ignored", old: &ok, new: ok, confirm: "none",
 		setup: func(h *harness, dir string) {
@@ -147,49 +149,49 @@ func TestRun(t *testing.T) {
 			}
 			writeConfirmFile(h.t, other, testToken)
 		},
-		want: evNoConfirm, status: StatusRolledBack,
+		want: evNoConfirm, status: agent.StatusRolledBack,
 		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
 	}, {
 		name: "agent stopped while waiting rolls back", old: &ok, new: ok, confirm: "stop",
-		want: evNoConfirm, status: StatusRolledBack,
+		want: evNoConfirm, status: agent.StatusRolledBack,
 		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
 		reason: "stopped before a confirmation",
 	}, {
 		name: "redeploying the current system never deletes its generation", old: &ok, new: ok, confirm: "none",
-		mod:  func(r *Request) { r.Closure = filepath.Join(filepath.Dir(r.Closure), "old") },
-		want: evNoConfirm, status: StatusRolledBack,
+		mod:  func(r *agent.Request) { r.Closure = filepath.Join(filepath.Dir(r.Closure), "old") },
+		want: evNoConfirm, status: agent.StatusRolledBack,
 		activations: []string{"old switch", "old switch"}, gens: []int{1}, current: "old",
-		check: func(t *testing.T, h *harness, evs []Event, res Result) {
-			if ps, _ := findEvent(evs, EventProfileSet); ps.Generation != 1 {
+		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
+			if ps, _ := findEvent(evs, agent.EventProfileSet); ps.Generation != 1 {
 				t.Errorf("profile-set generation = %d, want nix's reused 1", ps.Generation)
 			}
 		},
 	}, {
 		name: "boot sets the profile and needs no confirmation", old: &ok, new: ok,
-		mod:  func(r *Request) { r.Action = ActionBoot },
-		want: []string{"locked", "previous", "profile-set", "activating", "activated", "done"}, status: StatusDeployed,
+		mod:  func(r *agent.Request) { r.Action = agent.ActionBoot },
+		want: []string{"locked", "previous", "profile-set", "activating", "activated", "done"}, status: agent.StatusDeployed,
 		activations: []string{"new boot"}, gens: []int{1, 2}, current: "new",
 	}, {
 		name: "failed boot rolls the boot default back", old: &ok, new: fakeSystem{code: 1},
-		mod:  func(r *Request) { r.Action = ActionBoot },
-		want: evFailed, status: StatusRolledBack,
+		mod:  func(r *agent.Request) { r.Action = agent.ActionBoot },
+		want: evFailed, status: agent.StatusRolledBack,
 		activations: []string{"new boot", "old boot"}, gens: []int{1}, current: "old",
 	}, {
 		name: "test leaves the profile alone", old: &ok, new: ok, confirm: "client",
-		mod:  func(r *Request) { r.Action = ActionTest },
-		want: []string{"locked", "previous", "activating", "activated", "awaiting-confirmation", "confirmed", "done"}, status: StatusDeployed,
+		mod:  func(r *agent.Request) { r.Action = agent.ActionTest },
+		want: []string{"locked", "previous", "activating", "activated", "awaiting-confirmation", "confirmed", "done"}, status: agent.StatusDeployed,
 		activations: []string{"new test"}, gens: []int{1}, current: "old",
-		check: func(t *testing.T, h *harness, evs []Event, res Result) {
+		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
 			if got := runningSystem(t, h); got != "new" {
 				t.Errorf("running system = %s, want new", got)
 			}
 		},
 	}, {
 		name: "test rolls back by re-activating the recorded running system with test", old: &ok, new: ok, confirm: "none",
-		mod:    func(r *Request) { r.Action = ActionTest },
+		mod:    func(r *agent.Request) { r.Action = agent.ActionTest },
 		want:   []string{"locked", "previous", "activating", "activated", "awaiting-confirmation", "rolling-back", "activating", "rolled-back", "done"},
-		status: StatusRolledBack, activations: []string{"new test", "old test"}, gens: []int{1}, current: "old",
-		check: func(t *testing.T, h *harness, evs []Event, res Result) {
+		status: agent.StatusRolledBack, activations: []string{"new test", "old test"}, gens: []int{1}, current: "old",
+		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
 			if got := runningSystem(t, h); got != "old" {
 				t.Errorf("running system = %s, want old", got)
 			}
@@ -197,20 +199,20 @@ func TestRun(t *testing.T) {
 	}, {
 		name: "dry-activate changes nothing and logs the output", old: &ok,
 		new:  fakeSystem{output: []string{"would restart the following units: sshd.service"}},
-		mod:  func(r *Request) { r.Action = ActionDryActivate },
-		want: []string{"locked", "previous", "activating", "activated", "done"}, status: StatusDryActivated,
+		mod:  func(r *agent.Request) { r.Action = agent.ActionDryActivate },
+		want: []string{"locked", "previous", "activating", "activated", "done"}, status: agent.StatusDryActivated,
 		activations: []string{"new dry-activate"}, gens: []int{1}, current: "old",
-		check: func(t *testing.T, h *harness, evs []Event, res Result) {
-			if l, _ := findEvent(evs, EventLog); l.Line != "would restart the following units: sshd.service" {
+		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
+			if l, _ := findEvent(evs, agent.EventLog); l.Line != "would restart the following units: sshd.service" {
 				t.Errorf("log event = %+v", l)
 			}
 		},
 	}, {
 		name: "wrapper gets PROFILE and the mode flags", old: &ok, new: ok, wrapper: true, confirm: "client",
-		want: evSuccess, status: StatusDeployed,
+		want: evSuccess, status: agent.StatusDeployed,
 		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
-		check: func(t *testing.T, h *harness, evs []Event, res Result) {
-			a, _ := findEvent(evs, EventActivating)
+		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
+			a, _ := findEvent(evs, agent.EventActivating)
 			if want := []string{filepath.Join(h.profile, WrapperName)}; !reflect.DeepEqual(a.Argv, want) {
 				t.Errorf("activation argv = %q, want %q", a.Argv, want)
 			}
@@ -223,10 +225,10 @@ func TestRun(t *testing.T) {
 		},
 	}, {
 		name: "wrapper dry-activate runs from the closure", old: &ok, new: ok, wrapper: true,
-		mod:  func(r *Request) { r.Action = ActionDryActivate },
-		want: []string{"locked", "previous", "activating", "activated", "done"}, status: StatusDryActivated,
+		mod:  func(r *agent.Request) { r.Action = agent.ActionDryActivate },
+		want: []string{"locked", "previous", "activating", "activated", "done"}, status: agent.StatusDryActivated,
 		activations: []string{"new dry-activate"}, gens: []int{1}, current: "old",
-		check: func(t *testing.T, h *harness, evs []Event, res Result) {
+		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
 			env := h.m.activEnv[0]
 			if envValue(env, "PROFILE") != filepath.Join(h.store, "new") || envValue(env, "DRY_ACTIVATE") != "1" {
 				t.Errorf("wrapper env = %q", env)
@@ -234,18 +236,18 @@ func TestRun(t *testing.T) {
 		},
 	}, {
 		name: "test refuses a wrapper-only system before touching anything", old: &ok, new: ok, wrapper: true,
-		mod:  func(r *Request) { r.Action = ActionTest },
-		want: []string{"locked", "previous", "done"}, status: StatusFailed,
+		mod:  func(r *agent.Request) { r.Action = agent.ActionTest },
+		want: []string{"locked", "previous", "done"}, status: agent.StatusFailed,
 		activations: nil, gens: []int{1}, current: "old", errText: "test needs it",
 	}, {
 		name: "closure not on the machine", old: &ok, new: ok,
-		mod:  func(r *Request) { r.Closure = filepath.Join(filepath.Dir(r.Closure), "missing") },
-		want: []string{"locked", "previous", "done"}, status: StatusFailed,
+		mod:  func(r *agent.Request) { r.Closure = filepath.Join(filepath.Dir(r.Closure), "missing") },
+		want: []string{"locked", "previous", "done"}, status: agent.StatusFailed,
 		activations: nil, gens: []int{1}, current: "old", errText: "not on this machine",
 	}, {
 		name: "magicRollback off: deployed once activated", old: &ok, new: ok,
-		mod:  func(r *Request) { r.MagicRollback = false; r.Token = "" },
-		want: []string{"locked", "previous", "profile-set", "activating", "activated", "done"}, status: StatusDeployed,
+		mod:  func(r *agent.Request) { r.MagicRollback = false; r.Token = "" },
+		want: []string{"locked", "previous", "profile-set", "activating", "activated", "done"}, status: agent.StatusDeployed,
 		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
 	}}
 
@@ -269,17 +271,17 @@ func TestRun(t *testing.T) {
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			h.r.observe = func(e Event) {
+			h.r.observe = func(e agent.Event) {
 				switch {
-				case e.Type == EventAwaitingConfirmation && tc.confirm == "instant":
+				case e.Type == agent.EventAwaitingConfirmation && tc.confirm == "instant":
 					writeConfirmFile(t, dir, testToken)
-				case e.Type == EventAwaitingConfirmation && tc.confirm == "none":
-					h.clock.Advance(DefaultConfirmTimeout)
-				case e.Type == EventAwaitingConfirmation && tc.confirm == "wrong":
+				case e.Type == agent.EventAwaitingConfirmation && tc.confirm == "none":
+					h.clock.Advance(agent.DefaultConfirmTimeout)
+				case e.Type == agent.EventAwaitingConfirmation && tc.confirm == "wrong":
 					writeConfirmFile(t, dir, strings.Repeat("ab", 32))
-				case e.Type == EventConfirmRejected && tc.confirm == "wrong":
-					h.clock.Advance(DefaultConfirmTimeout)
-				case e.Type == EventAwaitingConfirmation && tc.confirm == "stop":
+				case e.Type == agent.EventConfirmRejected && tc.confirm == "wrong":
+					h.clock.Advance(agent.DefaultConfirmTimeout)
+				case e.Type == agent.EventAwaitingConfirmation && tc.confirm == "stop":
 					cancel()
 				}
 			}
@@ -316,7 +318,7 @@ func TestRun(t *testing.T) {
 			if res.Status != tc.status {
 				t.Errorf("status = %s, want %s (reason %q, error %q)", res.Status, tc.status, res.Reason, res.Error)
 			}
-			if done := evs[len(evs)-1]; done.Type != EventDone || done.Status != tc.status || done.Result == nil {
+			if done := evs[len(evs)-1]; done.Type != agent.EventDone || done.Status != tc.status || done.Result == nil {
 				t.Errorf("last event = %+v, want done with status %s and a result", done, tc.status)
 			}
 			if got := h.m.activated(); !reflect.DeepEqual(got, tc.activations) {
@@ -366,7 +368,7 @@ func TestRunLockHeld(t *testing.T) {
 	newSys := h.system("new", fakeSystem{}, false)
 	dir := h.prepare(h.request("second", newSys))
 
-	holder := LockInfo{DeployID: "first", Who: "alice@laptop", PID: 4242}
+	holder := agent.LockInfo{DeployID: "first", Who: "alice@laptop", PID: 4242}
 	lock, err := acquireLock(context.Background(), h.r.StateDir, holder, h.clock, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -384,7 +386,7 @@ func TestRunLockHeld(t *testing.T) {
 	if evs[0].Holder == nil || evs[0].Holder.DeployID != "first" || evs[0].Holder.Who != "alice@laptop" {
 		t.Errorf("lock-held holder = %+v", evs[0].Holder)
 	}
-	if res.Status != StatusLockHeld || !strings.Contains(res.Error, "deploy first from alice@laptop in progress") {
+	if res.Status != agent.StatusLockHeld || !strings.Contains(res.Error, "deploy first from alice@laptop in progress") {
 		t.Errorf("result = %s %q", res.Status, res.Error)
 	}
 	if got := h.m.activated(); len(got) != 0 {
@@ -412,7 +414,7 @@ func TestRunRejectsRequestForOtherDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Status != StatusFailed || !strings.Contains(res.Error, "not two") {
+	if res.Status != agent.StatusFailed || !strings.Contains(res.Error, "not two") {
 		t.Errorf("result = %s %q", res.Status, res.Error)
 	}
 	if len(h.m.activated()) != 0 {

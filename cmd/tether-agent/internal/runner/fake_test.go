@@ -1,4 +1,4 @@
-package agent
+package runner
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tetherdeploy/tether/pkg/agent"
 )
 
 // fakeClock drives deadlines by hand. Waits up to realBelow (poll
@@ -115,7 +117,7 @@ func (m *fakeMachine) Run(ctx context.Context, c Command) (int, error) {
 		fmt.Fprintln(c.Stderr, l)
 	}
 	if sys.hang {
-		m.clock.Advance(DefaultActivationTimeout)
+		m.clock.Advance(agent.DefaultActivationTimeout)
 		<-ctx.Done()
 		return -1, context.Cause(ctx)
 	}
@@ -311,13 +313,13 @@ func (h *harness) running(path string) {
 
 const testToken = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 
-func (h *harness) request(id, closure string) Request {
-	return Request{DeployID: id, Who: "ci@runner run 7", ProfilePath: h.profile, Closure: closure,
-		Action: ActionSwitch, MagicRollback: true, AutoRollback: true, Token: testToken}
+func (h *harness) request(id, closure string) agent.Request {
+	return agent.Request{DeployID: id, Who: "ci@runner run 7", ProfilePath: h.profile, Closure: closure,
+		Action: agent.ActionSwitch, MagicRollback: true, AutoRollback: true, Token: testToken}
 }
 
 // prepare lays out D as `start` does, without launching anything.
-func (h *harness) prepare(req Request) string {
+func (h *harness) prepare(req agent.Request) string {
 	h.t.Helper()
 	if err := ensureStateDir(h.r.StateDir, nil); err != nil {
 		h.t.Fatal(err)
@@ -335,13 +337,13 @@ func (h *harness) prepare(req Request) string {
 	return dir
 }
 
-func readEvents(t *testing.T, dir string) []Event {
+func readEvents(t *testing.T, dir string) []agent.Event {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, eventsFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var evs []Event
+	var evs []agent.Event
 	for _, line := range strings.SplitAfter(string(b), "\n") {
 		if line == "" {
 			continue
@@ -349,7 +351,7 @@ func readEvents(t *testing.T, dir string) []Event {
 		if !strings.HasSuffix(line, "\n") {
 			t.Fatalf("event log ends in a partial line %q", line)
 		}
-		e, err := ParseEvent([]byte(line))
+		e, err := agent.ParseEvent([]byte(line))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -359,23 +361,23 @@ func readEvents(t *testing.T, dir string) []Event {
 }
 
 // types lists the event types, without activation output.
-func types(evs []Event) []string {
+func types(evs []agent.Event) []string {
 	var out []string
 	for _, e := range evs {
-		if e.Type != EventLog {
+		if e.Type != agent.EventLog {
 			out = append(out, string(e.Type))
 		}
 	}
 	return out
 }
 
-func findEvent(evs []Event, typ EventType) (Event, bool) {
+func findEvent(evs []agent.Event, typ agent.EventType) (agent.Event, bool) {
 	for _, e := range evs {
 		if e.Type == typ {
 			return e, true
 		}
 	}
-	return Event{}, false
+	return agent.Event{}, false
 }
 
 // generations lists the profile's generation numbers and which is current.
@@ -423,13 +425,13 @@ func (h *harness) checkNoSecretsLeft(dir string) {
 	}
 }
 
-func (h *harness) last() Result {
+func (h *harness) last() agent.Result {
 	h.t.Helper()
 	b, err := os.ReadFile(filepath.Join(h.r.StateDir, lastFile))
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	var res Result
+	var res agent.Result
 	if err := json.Unmarshal(b, &res); err != nil {
 		h.t.Fatal(err)
 	}

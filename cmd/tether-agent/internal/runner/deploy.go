@@ -1,10 +1,12 @@
-package agent
+package runner
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"os"
+
+	"github.com/tetherdeploy/tether/pkg/agent"
 )
 
 // deploy is one run of the state machine, after the lock is taken.
@@ -12,8 +14,8 @@ type deploy struct {
 	r   *Runner
 	log *eventLog
 	dir string
-	req Request // with defaults
-	res *Result
+	req agent.Request // with defaults
+	res *agent.Result
 
 	// previous is what a rollback restores: the profile's store path before
 	// the deploy, or for test the running system. "" when there is none.
@@ -30,14 +32,14 @@ type deploy struct {
 	reverted bool
 }
 
-func (d *deploy) run(ctx context.Context) Status {
+func (d *deploy) run(ctx context.Context) agent.Status {
 	req := d.req
 	running, _ := readLink(d.r.currentSystemLink())
 	prof, err := readProfile(req.ProfilePath)
 	if err != nil {
 		return d.fail(err)
 	}
-	if req.Action == ActionTest {
+	if req.Action == agent.ActionTest {
 		// test leaves the profile alone; what it changes, and what a
 		// rollback must bring back, is the running system.
 		d.previous = running
@@ -46,7 +48,7 @@ func (d *deploy) run(ctx context.Context) Status {
 	}
 	d.res.Previous, d.res.Generation = d.previous, prof.Generation
 	d.res.PreviousGeneration = d.prevGen
-	d.log.emit(Event{Type: EventPrevious, Path: d.previous, Generation: d.prevGen, Running: running})
+	d.log.emit(agent.Event{Type: agent.EventPrevious, Path: d.previous, Generation: d.prevGen, Running: running})
 
 	if _, err := os.Stat(req.Closure); err != nil {
 		return d.fail(fmt.Errorf("closure %s is not on this machine: %w", req.Closure, err))
@@ -84,7 +86,7 @@ func (d *deploy) run(ctx context.Context) Status {
 			}
 			return d.fail(err)
 		}
-		d.log.emit(Event{Type: EventProfileSet, Generation: gen, Path: req.Closure})
+		d.log.emit(agent.Event{Type: agent.EventProfileSet, Generation: gen, Path: req.Closure})
 	}
 
 	out := d.activate(ctx, act)
@@ -92,17 +94,17 @@ func (d *deploy) run(ctx context.Context) Status {
 	ok, reason := d.judge(out)
 	if !ok {
 		d.res.Reason = reason
-		d.log.emit(Event{Type: EventActivationFailed, ExitCode: out.exitCode(), Reason: reason})
-		if req.Action == ActionDryActivate || !req.AutoRollback {
-			return StatusFailed
+		d.log.emit(agent.Event{Type: agent.EventActivationFailed, ExitCode: out.exitCode(), Reason: reason})
+		if req.Action == agent.ActionDryActivate || !req.AutoRollback {
+			return agent.StatusFailed
 		}
 		return d.rollback(ctx, reason)
 	}
-	d.log.emit(Event{Type: EventActivated, ExitCode: out.exitCode(), UnitsFailed: d.res.UnitsFailed, RebootRequired: d.res.RebootRequired})
+	d.log.emit(agent.Event{Type: agent.EventActivated, ExitCode: out.exitCode(), UnitsFailed: d.res.UnitsFailed, RebootRequired: d.res.RebootRequired})
 
 	switch {
-	case req.Action == ActionDryActivate:
-		return StatusDryActivated
+	case req.Action == agent.ActionDryActivate:
+		return agent.StatusDryActivated
 	case !req.NeedsConfirmation():
 		return d.success(ctx)
 	}
@@ -124,14 +126,14 @@ func (d *deploy) pointProfile(ctx context.Context, prof profileState) (int, erro
 			d.reverted = true
 			return gen, nil
 		}
-		d.log.emit(Event{Type: EventWarning, Error: fmt.Sprintf("cannot go back to generation %d, making a new one: %v", rv.To, err)})
+		d.log.emit(agent.Event{Type: agent.EventWarning, Error: fmt.Sprintf("cannot go back to generation %d, making a new one: %v", rv.To, err)})
 	}
 	return d.r.setProfile(ctx, req.ProfilePath, req.Closure)
 }
 
 // switchBack switches the profile to generation rv.To, if the profile is
 // still where the deploy being reverted left it.
-func (d *deploy) switchBack(ctx context.Context, prof profileState, rv *Revert) (int, error) {
+func (d *deploy) switchBack(ctx context.Context, prof profileState, rv *agent.Revert) (int, error) {
 	p := d.req.ProfilePath
 	if prof.Generation != rv.Generation || prof.Path != rv.Path {
 		return 0, fmt.Errorf("the profile is at generation %d (%s), not %d (%s)", prof.Generation, prof.Path, rv.Generation, rv.Path)
@@ -166,23 +168,23 @@ func (d *deploy) dropReverted(ctx context.Context) {
 		return
 	}
 	if err := d.r.nixEnv(ctx, d.req.ProfilePath, "--delete-generations", fmt.Sprint(rv.Generation)); err != nil {
-		d.log.emit(Event{Type: EventWarning, Error: fmt.Sprintf("delete reverted generation %d: %v", rv.Generation, err)})
+		d.log.emit(agent.Event{Type: agent.EventWarning, Error: fmt.Sprintf("delete reverted generation %d: %v", rv.Generation, err)})
 	}
 }
 
-func (d *deploy) success(ctx context.Context) Status {
+func (d *deploy) success(ctx context.Context) agent.Status {
 	d.dropReverted(context.WithoutCancel(ctx))
 	d.res.GenerationCreated = d.newGenCreated
 	if d.res.RebootRequired {
-		return StatusRebootRequired
+		return agent.StatusRebootRequired
 	}
-	return StatusDeployed
+	return agent.StatusDeployed
 }
 
 // fail ends a deploy that went wrong before anything was activated.
-func (d *deploy) fail(err error) Status {
+func (d *deploy) fail(err error) agent.Status {
 	d.res.Error = err.Error()
-	return StatusFailed
+	return agent.StatusFailed
 }
 
 // judge maps the activation's outcome to success, or to the reason for a
@@ -219,19 +221,19 @@ func (d *deploy) judge(o activationOutcome) (bool, string) {
 // deleted or made by something else), the failed generation is deleted, and
 // the previous system is activated again. It runs to the end even when the
 // agent is being stopped.
-func (d *deploy) rollback(ctx context.Context, reason string) Status {
+func (d *deploy) rollback(ctx context.Context, reason string) agent.Status {
 	ctx = context.WithoutCancel(ctx)
 	req := d.req
-	d.log.emit(Event{Type: EventRollingBack, Reason: reason, To: d.previous})
-	failed := func(err error) Status {
+	d.log.emit(agent.Event{Type: agent.EventRollingBack, Reason: reason, To: d.previous})
+	failed := func(err error) agent.Status {
 		d.res.Error = err.Error()
-		d.log.emit(Event{Type: EventRollbackFailed, Error: err.Error()})
-		return StatusRollbackFailed
+		d.log.emit(agent.Event{Type: agent.EventRollbackFailed, Error: err.Error()})
+		return agent.StatusRollbackFailed
 	}
 
 	if d.previous == "" {
 		msg := "no previous system to roll back to"
-		if req.Action == ActionTest {
+		if req.Action == agent.ActionTest {
 			msg += fmt.Sprintf(" (%s did not exist before the deploy)", d.r.currentSystemLink())
 		} else {
 			msg += fmt.Sprintf(" (profile %s had no generation before the deploy)", req.ProfilePath)
@@ -255,7 +257,7 @@ func (d *deploy) rollback(ctx context.Context, reason string) Status {
 		d.res.Generation = gen
 		if d.newGenCreated && gen != d.newGen {
 			if err := d.r.nixEnv(ctx, req.ProfilePath, "--delete-generations", fmt.Sprint(d.newGen)); err != nil {
-				d.log.emit(Event{Type: EventWarning, Error: fmt.Sprintf("delete failed generation %d: %v", d.newGen, err)})
+				d.log.emit(agent.Event{Type: agent.EventWarning, Error: fmt.Sprintf("delete failed generation %d: %v", d.newGen, err)})
 			}
 		}
 	}
@@ -273,9 +275,9 @@ func (d *deploy) rollback(ctx context.Context, reason string) Status {
 	case out.code != 0 && out.code != 4 && out.code != 100:
 		return failed(fmt.Errorf("re-activating %s failed with exit status %d", d.previous, out.code))
 	}
-	d.log.emit(Event{Type: EventRolledBack, To: d.previous, Generation: d.res.Generation, ExitCode: out.exitCode(),
+	d.log.emit(agent.Event{Type: agent.EventRolledBack, To: d.previous, Generation: d.res.Generation, ExitCode: out.exitCode(),
 		UnitsFailed: out.code == 4, RebootRequired: out.code == 100})
-	return StatusRolledBack
+	return agent.StatusRolledBack
 }
 
 // restoreProfile points the profile back at the previous path. When the
@@ -292,7 +294,7 @@ func (d *deploy) restoreProfile(ctx context.Context) (int, error) {
 					return st.Generation, nil
 				}
 			} else {
-				d.log.emit(Event{Type: EventWarning, Error: err.Error()})
+				d.log.emit(agent.Event{Type: agent.EventWarning, Error: err.Error()})
 			}
 		}
 	}

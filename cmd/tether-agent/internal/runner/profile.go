@@ -1,4 +1,4 @@
-package agent
+package runner
 
 import (
 	"context"
@@ -10,20 +10,9 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
-	"time"
+
+	"github.com/tetherdeploy/tether/pkg/agent"
 )
-
-// DefaultProfile is the NixOS system profile.
-const DefaultProfile = "/nix/var/nix/profiles/system"
-
-// Generation is one generation of a profile: the `<profile>-<N>-link`
-// symlink next to it.
-type Generation struct {
-	Number  int       `json:"number"`
-	Path    string    `json:"path"`
-	Date    time.Time `json:"date"`
-	Current bool      `json:"current"`
-}
 
 // profileState is where a profile points: the store path and, when it goes
 // through a generation link as nix-env makes it, that generation's number.
@@ -84,7 +73,7 @@ func readProfile(profile string) (profileState, error) {
 
 // listGenerations lists a profile's generations, oldest first, without nix
 // (its own listing needs a writable profile lock and prints text).
-func listGenerations(profile string) ([]Generation, error) {
+func listGenerations(profile string) ([]agent.Generation, error) {
 	cur, err := readProfile(profile)
 	if err != nil {
 		return nil, err
@@ -97,7 +86,7 @@ func listGenerations(profile string) ([]Generation, error) {
 		return nil, fmt.Errorf("list generations: %w", err)
 	}
 	re := generationRE(profile)
-	var gens []Generation
+	var gens []agent.Generation
 	for _, e := range entries {
 		m := re.FindStringSubmatch(e.Name())
 		if m == nil || e.Type()&fs.ModeSymlink == 0 {
@@ -112,7 +101,7 @@ func listGenerations(profile string) ([]Generation, error) {
 		if err != nil {
 			continue
 		}
-		g := Generation{Number: n, Path: path, Current: n == cur.Generation}
+		g := agent.Generation{Number: n, Path: path, Current: n == cur.Generation}
 		if fi, err := os.Lstat(link); err == nil {
 			g.Date = fi.ModTime().UTC()
 		}

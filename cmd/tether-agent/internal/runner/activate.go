@@ -1,4 +1,4 @@
-package agent
+package runner
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/tetherdeploy/tether/pkg/agent"
 )
 
 // WrapperName is the activation wrapper some profiles carry at their top
@@ -33,10 +35,10 @@ func boolEnv(key string, v bool) string {
 // itself. test never uses the wrapper: wrappers written before TEST existed
 // ignore it and would switch, changing the boot default that test must leave
 // alone; switch-to-configuration test is exact.
-func activationFor(system string, action Action, profile string) (activation, error) {
+func activationFor(system string, action agent.Action, profile string) (activation, error) {
 	stc := filepath.Join(system, "bin", "switch-to-configuration")
 	wrapper := filepath.Join(system, WrapperName)
-	if action == ActionTest {
+	if action == agent.ActionTest {
 		if isExecutable(stc) {
 			return activation{argv: []string{stc, string(action)}, dir: "/"}, nil
 		}
@@ -47,13 +49,13 @@ func activationFor(system string, action Action, profile string) (activation, er
 	}
 	if isExecutable(wrapper) {
 		loc := profile
-		if action == ActionDryActivate {
+		if action == agent.ActionDryActivate {
 			loc = system
 		}
 		return activation{
 			argv: []string{filepath.Join(loc, WrapperName)},
-			env: []string{"PROFILE=" + loc, boolEnv("DRY_ACTIVATE", action == ActionDryActivate),
-				boolEnv("BOOT", action == ActionBoot), boolEnv("TEST", false)},
+			env: []string{"PROFILE=" + loc, boolEnv("DRY_ACTIVATE", action == agent.ActionDryActivate),
+				boolEnv("BOOT", action == agent.ActionBoot), boolEnv("TEST", false)},
 			dir: loc,
 		}, nil
 	}
@@ -88,7 +90,7 @@ func (o activationOutcome) exitCode() *int {
 // activate runs act with its output as `log` events. After the activation
 // timeout its whole process group is killed.
 func (d *deploy) activate(ctx context.Context, act activation) activationOutcome {
-	d.log.emit(Event{Type: EventActivating, Argv: act.argv})
+	d.log.emit(agent.Event{Type: agent.EventActivating, Argv: act.argv})
 	actx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	timer := d.r.Clock.After(d.req.ActivationTimeout.D())

@@ -1,10 +1,12 @@
-package agent
+package runner
 
 import (
 	"context"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/tetherdeploy/tether/pkg/agent"
 )
 
 func TestStatusAndGeneration(t *testing.T) {
@@ -32,10 +34,10 @@ func TestStatusAndGeneration(t *testing.T) {
 	if err := ensureStateDir(h.r.StateDir, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := writeJSONAtomic(filepath.Join(h.r.StateDir, lastFile), Result{DeployID: "earlier", Status: StatusRolledBack}); err != nil {
+	if err := writeJSONAtomic(filepath.Join(h.r.StateDir, lastFile), agent.Result{DeployID: "earlier", Status: agent.StatusRolledBack}); err != nil {
 		t.Fatal(err)
 	}
-	lock, err := acquireLock(context.Background(), h.r.StateDir, LockInfo{DeployID: "now", Who: "ci"}, h.clock, 0)
+	lock, err := acquireLock(context.Background(), h.r.StateDir, agent.LockInfo{DeployID: "now", Who: "ci"}, h.clock, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,12 +45,12 @@ func TestStatusAndGeneration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rep.InProgress == nil || rep.InProgress.DeployID != "now" || rep.Last == nil || rep.Last.Status != StatusRolledBack {
+	if rep.InProgress == nil || rep.InProgress.DeployID != "now" || rep.Last == nil || rep.Last.Status != agent.StatusRolledBack {
 		t.Errorf("status during a deploy = %+v", rep)
 	}
 	lock.release()
 	// A crashed runner's lock.json does not make a deploy "in progress".
-	if err := writeJSONAtomic(filepath.Join(h.r.StateDir, lockInfoFile), LockInfo{DeployID: "crashed"}); err != nil {
+	if err := writeJSONAtomic(filepath.Join(h.r.StateDir, lockInfoFile), agent.LockInfo{DeployID: "crashed"}); err != nil {
 		t.Fatal(err)
 	}
 	if rep, _ = h.r.Status(context.Background(), h.profile); rep.InProgress != nil {
@@ -59,7 +61,7 @@ func TestStatusAndGeneration(t *testing.T) {
 	if err != nil || g.Path != a || g.Current {
 		t.Errorf("generation 1 = %+v %v", g, err)
 	}
-	if _, err := h.r.Generation(h.profile, 7); Code(err) != CodeNotFound {
+	if _, err := h.r.Generation(h.profile, 7); agent.Code(err) != agent.CodeNotFound {
 		t.Errorf("generation 7: %v", err)
 	}
 
@@ -116,7 +118,7 @@ func TestStateDirOwner(t *testing.T) {
 	if err := os.Chown(dir, 12345, 12345); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkPrivateDir(dir, nil); Code(err) != CodeUnsafeStateDir {
+	if err := checkPrivateDir(dir, nil); agent.Code(err) != agent.CodeUnsafeStateDir {
 		t.Errorf("dir of another user: %v", err)
 	}
 	if err := checkPrivateDir(dir, []int{12345}); err != nil {
@@ -125,14 +127,14 @@ func TestStateDirOwner(t *testing.T) {
 	if err := os.Chmod(dir, 0o770); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkPrivateDir(dir, []int{12345}); Code(err) != CodeUnsafeStateDir {
+	if err := checkPrivateDir(dir, []int{12345}); agent.Code(err) != agent.CodeUnsafeStateDir {
 		t.Errorf("group-writable dir: %v", err)
 	}
 	link := dir + "-link"
 	if err := os.Symlink(dir, link); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkPrivateDir(link, []int{12345}); Code(err) != CodeUnsafeStateDir {
+	if err := checkPrivateDir(link, []int{12345}); agent.Code(err) != agent.CodeUnsafeStateDir {
 		t.Errorf("symlinked state dir: %v", err)
 	}
 

@@ -1,4 +1,4 @@
-package agent
+package runner
 
 import (
 	"bufio"
@@ -11,26 +11,9 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/tetherdeploy/tether/pkg/agent"
 )
-
-// Detach says how `start` detaches the runner from the caller's session.
-type Detach string
-
-// Detach modes. DetachAuto picks systemd when systemd manages the machine.
-const (
-	DetachAuto    Detach = "auto"
-	DetachSystemd Detach = "systemd"
-	DetachSetsid  Detach = "setsid"
-)
-
-// StartResult is what `start` prints when the runner holds the lock.
-type StartResult struct {
-	OK       bool   `json:"ok"`
-	DeployID string `json:"deployId"`
-	Dir      string `json:"dir"`
-	Detach   Detach `json:"detach"`
-	Unit     string `json:"unit,omitempty"`
-}
 
 // UnitName is the systemd unit a deploy's runner runs as.
 func UnitName(deployID string) string { return "tether-" + deployID }
@@ -39,83 +22,83 @@ func UnitName(deployID string) string { return "tether-" + deployID }
 // launches the runner detached from the caller — so that dropping the SSH
 // connection cannot touch the activation — and returns once the runner
 // holds the machine's lock. When another deploy holds it, the error is a
-// *LockHeldError naming that deploy and who started it.
-func (r *Runner) Start(ctx context.Context, req Request, mode Detach) (StartResult, error) {
+// *agent.LockHeldError naming that deploy and who started it.
+func (r *Runner) Start(ctx context.Context, req agent.Request, mode agent.Detach) (agent.StartResult, error) {
 	r = r.withDefaults()
 	if err := req.Validate(); err != nil {
-		return StartResult{}, err
+		return agent.StartResult{}, err
 	}
 	if r.Executable == "" {
-		return StartResult{}, &Error{Code: CodeInternal, Msg: "start: agent executable unknown"}
+		return agent.StartResult{}, &agent.Error{Code: agent.CodeInternal, Msg: "start: agent executable unknown"}
 	}
 	if err := ensureStateDir(r.StateDir, r.TrustedOwners); err != nil {
-		return StartResult{}, err
+		return agent.StartResult{}, err
 	}
 	dir := r.DeployDir(req.DeployID)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return StartResult{}, &Error{Code: CodeExists, Msg: fmt.Sprintf("deploy %s already exists on this machine (%s); deploy ids are used once", req.DeployID, dir)}
+			return agent.StartResult{}, &agent.Error{Code: agent.CodeExists, Msg: fmt.Sprintf("deploy %s already exists on this machine (%s); deploy ids are used once", req.DeployID, dir)}
 		}
-		return StartResult{}, fmt.Errorf("create deploy dir: %w", err)
+		return agent.StartResult{}, fmt.Errorf("create deploy dir: %w", err)
 	}
 	if err := writeJSONAtomic(filepath.Join(dir, requestFile), req); err != nil {
-		return StartResult{}, fmt.Errorf("write request: %w", err)
+		return agent.StartResult{}, fmt.Errorf("write request: %w", err)
 	}
 	if err := writeFileAtomic(filepath.Join(dir, eventsFile), nil, 0o600); err != nil {
-		return StartResult{}, fmt.Errorf("create event log: %w", err)
+		return agent.StartResult{}, fmt.Errorf("create event log: %w", err)
 	}
 
-	if mode == "" || mode == DetachAuto {
-		mode = DetachSetsid
+	if mode == "" || mode == agent.DetachAuto {
+		mode = agent.DetachSetsid
 		if r.HasSystemd() {
-			mode = DetachSystemd
+			mode = agent.DetachSystemd
 		}
 	}
-	res := StartResult{OK: true, DeployID: req.DeployID, Dir: dir, Detach: mode}
+	res := agent.StartResult{OK: true, DeployID: req.DeployID, Dir: dir, Detach: mode}
 	argv := []string{r.Executable, "run", "--dir", dir}
-	env := runnerEnv(r.Env, mode == DetachSystemd)
+	env := runnerEnv(r.Env, mode == agent.DetachSystemd)
 	switch mode {
-	case DetachSystemd:
+	case agent.DetachSystemd:
 		res.Unit = UnitName(req.DeployID)
 		if err := r.systemdRun(ctx, res.Unit, argv, env); err != nil {
-			return StartResult{}, err
+			return agent.StartResult{}, err
 		}
-	case DetachSetsid:
+	case agent.DetachSetsid:
 		if err := r.Spawn(ctx, argv, env, filepath.Join(dir, agentLog)); err != nil {
-			return StartResult{}, fmt.Errorf("start runner: %w", err)
+			return agent.StartResult{}, fmt.Errorf("start runner: %w", err)
 		}
 	default:
-		return StartResult{}, &Error{Code: CodeUsage, Msg: fmt.Sprintf("detach mode %q: want auto, systemd or setsid", mode)}
+		return agent.StartResult{}, &agent.Error{Code: agent.CodeUsage, Msg: fmt.Sprintf("detach mode %q: want auto, systemd or setsid", mode)}
 	}
 
 	first, err := r.firstEvent(ctx, dir)
 	if err != nil {
-		if res.Unit != "" && Code(err) == CodeStartTimeout {
-			err = &Error{Code: CodeStartTimeout, Msg: err.Error() + "; see journalctl -u " + res.Unit}
+		if res.Unit != "" && agent.Code(err) == agent.CodeStartTimeout {
+			err = &agent.Error{Code: agent.CodeStartTimeout, Msg: err.Error() + "; see journalctl -u " + res.Unit}
 		}
-		return StartResult{}, err
+		return agent.StartResult{}, err
 	}
 	switch first.Type {
-	case EventLocked:
+	case agent.EventLocked:
 		return res, nil
-	case EventLockHeld:
+	case agent.EventLockHeld:
 		if first.Holder != nil {
-			return StartResult{}, &LockHeldError{Holder: *first.Holder}
+			return agent.StartResult{}, &agent.LockHeldError{Holder: *first.Holder}
 		}
-		return StartResult{}, &LockHeldError{Holder: LockInfo{DeployID: "unknown"}}
+		return agent.StartResult{}, &agent.LockHeldError{Holder: agent.LockInfo{DeployID: "unknown"}}
 	}
 	msg := first.Error
 	if msg == "" {
 		msg = fmt.Sprintf("unexpected first event %q", first.Type)
 	}
-	return StartResult{}, &Error{Code: codeOf(first), Msg: "runner: " + msg}
+	return agent.StartResult{}, &agent.Error{Code: codeOf(first), Msg: "runner: " + msg}
 }
 
-func codeOf(e Event) ErrorCode {
+func codeOf(e agent.Event) agent.ErrorCode {
 	if strings.HasPrefix(e.Error, "invalid request") {
-		return CodeInvalidRequest
+		return agent.CodeInvalidRequest
 	}
-	return CodeInternal
+	return agent.CodeInternal
 }
 
 // systemdRun starts the runner as a transient service: it is then systemd's
@@ -139,7 +122,7 @@ func (r *Runner) systemdRun(ctx context.Context, unit string, argv, env []string
 }
 
 // firstEvent waits for the runner's first event.
-func (r *Runner) firstEvent(ctx context.Context, dir string) (Event, error) {
+func (r *Runner) firstEvent(ctx context.Context, dir string) (agent.Event, error) {
 	path := filepath.Join(dir, eventsFile)
 	deadline := r.Clock.After(r.StartWait)
 	for {
@@ -147,18 +130,18 @@ func (r *Runner) firstEvent(ctx context.Context, dir string) (Event, error) {
 			line, rerr := bufio.NewReader(f).ReadBytes('\n')
 			f.Close()
 			if rerr == nil {
-				return ParseEvent(line)
+				return agent.ParseEvent(line)
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return Event{}, ctx.Err()
+			return agent.Event{}, ctx.Err()
 		case <-deadline:
 			msg := fmt.Sprintf("the runner wrote no event within %s", r.StartWait)
 			if tail := fileTail(filepath.Join(dir, agentLog), 1024); tail != "" {
 				msg += "; its log ends: " + tail
 			}
-			return Event{}, &Error{Code: CodeStartTimeout, Msg: msg}
+			return agent.Event{}, &agent.Error{Code: agent.CodeStartTimeout, Msg: msg}
 		case <-r.Clock.After(r.PollInterval):
 		}
 	}

@@ -1,10 +1,9 @@
-package agent
+package runner
 
 import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,18 +89,4 @@ func alive(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
-}
-
-func TestEventReaderPartialLine(t *testing.T) {
-	log := `{"seq":1,"time":"2026-01-01T00:00:00Z","type":"locked"}` + "\n" + `{"seq":2,"ti`
-	er := NewEventReader(strings.NewReader(log), 100)
-	if e, err := er.Next(); err != nil || e.Type != EventLocked {
-		t.Fatalf("Next = %+v %v", e, err)
-	}
-	if _, err := er.Next(); !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Errorf("partial line: %v", err)
-	}
-	if want := int64(100 + strings.IndexByte(log, '\n') + 1); er.Offset() != want {
-		t.Errorf("offset = %d, want %d", er.Offset(), want)
-	}
 }

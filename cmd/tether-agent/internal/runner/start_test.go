@@ -1,4 +1,4 @@
-package agent
+package runner
 
 import (
 	"bytes"
@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tetherdeploy/tether/pkg/agent"
 )
 
 // inProcess launches the runner as a goroutine of the test, as `start`
@@ -37,7 +39,7 @@ func (p *inProcess) launch(argv []string) {
 }
 
 func TestStartFollowConfirm(t *testing.T) {
-	for _, mode := range []Detach{DetachSetsid, DetachSystemd} {
+	for _, mode := range []agent.Detach{agent.DetachSetsid, agent.DetachSystemd} {
 		t.Run(string(mode), func(t *testing.T) {
 			h := newHarness(t)
 			old := h.system("old", fakeSystem{}, false)
@@ -50,7 +52,7 @@ func TestStartFollowConfirm(t *testing.T) {
 				p.launch(argv)
 				return nil
 			}
-			h.r.HasSystemd = func() bool { return mode == DetachSystemd }
+			h.r.HasSystemd = func() bool { return mode == agent.DetachSystemd }
 			h.m.systemdRun = func(argv []string) (int, error) {
 				i := indexOf(argv, "--")
 				for _, a := range argv[:i] {
@@ -63,7 +65,7 @@ func TestStartFollowConfirm(t *testing.T) {
 				return 0, nil
 			}
 
-			res, err := h.r.Start(context.Background(), h.request("d-1", newSys), DetachAuto)
+			res, err := h.r.Start(context.Background(), h.request("d-1", newSys), agent.DetachAuto)
 			if err != nil {
 				t.Fatalf("Start: %v", err)
 			}
@@ -72,7 +74,7 @@ func TestStartFollowConfirm(t *testing.T) {
 				t.Errorf("start result = %+v", res)
 			}
 			switch mode {
-			case DetachSystemd:
+			case agent.DetachSystemd:
 				want := []string{"systemd-run", "--unit=tether-d-1", "--collect", "--service-type=exec"}
 				if !reflect.DeepEqual(p.argv[:4], want) || res.Unit != "tether-d-1" {
 					t.Errorf("systemd-run argv = %q, unit %q", p.argv, res.Unit)
@@ -83,7 +85,7 @@ func TestStartFollowConfirm(t *testing.T) {
 				if envValue(p.env, "NIX_CONFIG") != "" {
 					t.Error("NIX_CONFIG (may hold tokens) passed to a unit anyone can inspect")
 				}
-			case DetachSetsid:
+			case agent.DetachSetsid:
 				if !reflect.DeepEqual(p.argv, []string{"/fake/tether-agent", "run", "--dir", dir}) {
 					t.Errorf("spawned argv = %q", p.argv)
 				}
@@ -108,9 +110,9 @@ func TestStartFollowConfirm(t *testing.T) {
 			if !errors.Is(err, context.Canceled) {
 				t.Fatalf("first follow: %v", err)
 			}
-			er := NewEventReader(bytes.NewReader(first.Bytes()), 0)
+			er := agent.NewEventReader(bytes.NewReader(first.Bytes()), 0)
 			e, err := er.Next()
-			if err != nil || e.Type != EventLocked {
+			if err != nil || e.Type != agent.EventLocked {
 				t.Fatalf("first event %+v %v", e, err)
 			}
 			var rest bytes.Buffer
@@ -126,8 +128,8 @@ func TestStartFollowConfirm(t *testing.T) {
 			if got := string(first.Bytes()[:er.Offset()]) + rest.String(); got != string(all) {
 				t.Errorf("follow, drop, resume did not give the log exactly once:\n got %q\nwant %q", got, all)
 			}
-			var evs []Event
-			er = NewEventReader(bytes.NewReader(all), 0)
+			var evs []agent.Event
+			er = agent.NewEventReader(bytes.NewReader(all), 0)
 			for {
 				e, err := er.Next()
 				if err == io.EOF {
@@ -183,28 +185,28 @@ func TestStartLockHeld(t *testing.T) {
 	if err := ensureStateDir(h.r.StateDir, nil); err != nil {
 		t.Fatal(err)
 	}
-	lock, err := acquireLock(context.Background(), h.r.StateDir, LockInfo{DeployID: "first", Who: "alice@laptop"}, h.clock, 0)
+	lock, err := acquireLock(context.Background(), h.r.StateDir, agent.LockInfo{DeployID: "first", Who: "alice@laptop"}, h.clock, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer lock.release()
 
-	_, err = h.r.Start(context.Background(), h.request("second", newSys), DetachAuto)
+	_, err = h.r.Start(context.Background(), h.request("second", newSys), agent.DetachAuto)
 	p.wg.Wait()
-	var held *LockHeldError
+	var held *agent.LockHeldError
 	if !errors.As(err, &held) || held.Holder.DeployID != "first" {
 		t.Fatalf("Start = %v, want a lock-held error naming deploy first", err)
 	}
 	if msg := err.Error(); !strings.Contains(msg, "deploy first from alice@laptop in progress") {
 		t.Errorf("error %q does not name the holder", msg)
 	}
-	if ExitCode(err) != ExitLockHeld {
-		t.Errorf("exit code %d", ExitCode(err))
+	if agent.ExitCode(err) != agent.ExitLockHeld {
+		t.Errorf("exit code %d", agent.ExitCode(err))
 	}
 	// The deployer reads it back from the JSON reply.
-	b, _ := json.Marshal(Reply(err))
-	var back *LockHeldError
-	if got := DecodeReply(b); !errors.As(got, &back) || back.Holder.Who != "alice@laptop" {
+	b, _ := json.Marshal(agent.Reply(err))
+	var back *agent.LockHeldError
+	if got := agent.DecodeReply(b); !errors.As(got, &back) || back.Holder.Who != "alice@laptop" {
 		t.Errorf("decoded reply %s = %v", b, got)
 	}
 }
@@ -217,7 +219,7 @@ func TestStartRefuses(t *testing.T) {
 		return nil
 	}
 	bad := h.request("Bad_ID", newSys)
-	if _, err := h.r.Start(context.Background(), bad, DetachAuto); Code(err) != CodeInvalidRequest {
+	if _, err := h.r.Start(context.Background(), bad, agent.DetachAuto); agent.Code(err) != agent.CodeInvalidRequest {
 		t.Errorf("bad id: %v", err)
 	}
 	if _, err := os.Stat(h.r.DeployDir("Bad_ID")); err == nil {
@@ -227,14 +229,14 @@ func TestStartRefuses(t *testing.T) {
 	if err := os.MkdirAll(h.r.DeployDir("used"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.r.Start(context.Background(), h.request("used", newSys), DetachAuto); Code(err) != CodeExists {
+	if _, err := h.r.Start(context.Background(), h.request("used", newSys), agent.DetachAuto); agent.Code(err) != agent.CodeExists {
 		t.Errorf("reused id: %v", err)
 	}
 
 	if err := os.Chmod(h.r.StateDir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.r.Start(context.Background(), h.request("open", newSys), DetachAuto); Code(err) != CodeUnsafeStateDir {
+	if _, err := h.r.Start(context.Background(), h.request("open", newSys), agent.DetachAuto); agent.Code(err) != agent.CodeUnsafeStateDir {
 		t.Errorf("world-writable state dir: %v", err)
 	}
 }
@@ -247,8 +249,8 @@ func TestStartRunnerNeverStarts(t *testing.T) {
 	h.r.Spawn = func(ctx context.Context, argv, env []string, logPath string) error {
 		return os.WriteFile(logPath, []byte("exec format error\n"), 0o600)
 	}
-	_, err := h.r.Start(context.Background(), h.request("d", newSys), DetachSetsid)
-	if Code(err) != CodeStartTimeout || !strings.Contains(err.Error(), "exec format error") {
+	_, err := h.r.Start(context.Background(), h.request("d", newSys), agent.DetachSetsid)
+	if agent.Code(err) != agent.CodeStartTimeout || !strings.Contains(err.Error(), "exec format error") {
 		t.Errorf("Start = %v, want a start timeout quoting the runner's log", err)
 	}
 }
@@ -277,11 +279,11 @@ func TestFollowOffsets(t *testing.T) {
 		t.Errorf("follow from the end of a finished log: %v %q", err, got.String())
 	}
 	for _, off := range []int64{3, int64(len(all)) + 1, -1} {
-		if err := h.r.Follow(context.Background(), dir, off, io.Discard); Code(err) != CodeUsage {
+		if err := h.r.Follow(context.Background(), dir, off, io.Discard); agent.Code(err) != agent.CodeUsage {
 			t.Errorf("offset %d: %v, want a usage error", off, err)
 		}
 	}
-	if err := h.r.Follow(context.Background(), h.r.DeployDir("nope"), 0, io.Discard); Code(err) != CodeNotFound {
+	if err := h.r.Follow(context.Background(), h.r.DeployDir("nope"), 0, io.Discard); agent.Code(err) != agent.CodeNotFound {
 		t.Errorf("unknown deploy: %v", err)
 	}
 }
@@ -299,7 +301,7 @@ func TestFollowRunnerGone(t *testing.T) {
 	}
 	var out bytes.Buffer
 	err := h.r.Follow(context.Background(), dir, 0, &out)
-	if Code(err) != CodeRunnerGone || ExitCode(err) != ExitGone {
+	if agent.Code(err) != agent.CodeRunnerGone || agent.ExitCode(err) != agent.ExitGone {
 		t.Fatalf("Follow = %v, want runner-gone", err)
 	}
 	if out.String() != line {
@@ -315,17 +317,17 @@ func TestConfirmAfterTheEnd(t *testing.T) {
 
 	// Rolled back for want of a confirmation: confirming now is too late.
 	dir := h.prepare(h.request("late", newSys))
-	h.r.observe = func(e Event) {
-		if e.Type == EventAwaitingConfirmation {
-			h.clock.Advance(DefaultConfirmTimeout)
+	h.r.observe = func(e agent.Event) {
+		if e.Type == agent.EventAwaitingConfirmation {
+			h.clock.Advance(agent.DefaultConfirmTimeout)
 		}
 	}
 	if _, err := h.r.Run(context.Background(), dir); err != nil {
 		t.Fatal(err)
 	}
 	err := h.r.Confirm(context.Background(), dir, testToken)
-	var ae *Error
-	if !errors.As(err, &ae) || ae.Code != CodeTooLate || !strings.Contains(ae.Msg, "no confirmation within") || ExitCode(err) != ExitConfirm {
+	var ae *agent.Error
+	if !errors.As(err, &ae) || ae.Code != agent.CodeTooLate || !strings.Contains(ae.Msg, "no confirmation within") || agent.ExitCode(err) != agent.ExitConfirm {
 		t.Errorf("late Confirm = %#v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, confirmFile)); err == nil {
@@ -334,18 +336,18 @@ func TestConfirmAfterTheEnd(t *testing.T) {
 
 	// Confirmed already: confirming again (after a dropped connection) is fine.
 	dir = h.prepare(h.request("twice", newSys))
-	h.r.observe = func(e Event) {
-		if e.Type == EventAwaitingConfirmation {
+	h.r.observe = func(e agent.Event) {
+		if e.Type == agent.EventAwaitingConfirmation {
 			writeConfirmFile(t, dir, testToken)
 		}
 	}
-	if res, err := h.r.Run(context.Background(), dir); err != nil || res.Status != StatusDeployed {
+	if res, err := h.r.Run(context.Background(), dir); err != nil || res.Status != agent.StatusDeployed {
 		t.Fatalf("Run = %v %v", res.Status, err)
 	}
 	if err := h.r.Confirm(context.Background(), dir, testToken); err != nil {
 		t.Errorf("second Confirm = %v", err)
 	}
-	if err := h.r.Confirm(context.Background(), dir, "not hex"); Code(err) != CodeUsage {
+	if err := h.r.Confirm(context.Background(), dir, "not hex"); agent.Code(err) != agent.CodeUsage {
 		t.Errorf("malformed token: %v", err)
 	}
 }
@@ -357,18 +359,18 @@ func TestConfirmRejected(t *testing.T) {
 	newSys := h.system("new", fakeSystem{}, false)
 	dir := h.prepare(h.request("d", newSys))
 	wrong := strings.Repeat("cd", 32)
-	h.r.observe = func(e Event) {
-		if e.Type == EventConfirmRejected {
-			h.clock.Advance(DefaultConfirmTimeout)
+	h.r.observe = func(e agent.Event) {
+		if e.Type == agent.EventConfirmRejected {
+			h.clock.Advance(agent.DefaultConfirmTimeout)
 		}
 	}
 	got := make(chan error, 1)
 	go func() { got <- h.r.Confirm(context.Background(), dir, wrong) }()
 	res, err := h.r.Run(context.Background(), dir)
-	if err != nil || res.Status != StatusRolledBack {
+	if err != nil || res.Status != agent.StatusRolledBack {
 		t.Fatalf("Run = %v %v", res.Status, err)
 	}
-	if err := <-got; Code(err) != CodeRejected {
+	if err := <-got; agent.Code(err) != agent.CodeRejected {
 		t.Errorf("Confirm with a wrong token = %v, want rejected", err)
 	}
 }

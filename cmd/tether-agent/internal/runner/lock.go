@@ -1,4 +1,4 @@
-package agent
+package runner
 
 import (
 	"context"
@@ -10,15 +10,9 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
-)
 
-// LockInfo says which deploy holds a machine (S/lock.json).
-type LockInfo struct {
-	DeployID string    `json:"deployId"`
-	Who      string    `json:"who,omitempty"`
-	PID      int       `json:"pid,omitempty"`
-	Started  time.Time `json:"started,omitzero"`
-}
+	"github.com/tetherdeploy/tether/pkg/agent"
+)
 
 const (
 	lockFile     = "lock"
@@ -33,10 +27,10 @@ type machineLock struct {
 	infoPath string
 }
 
-// acquireLock takes the lock or returns a *LockHeldError naming the holder.
+// acquireLock takes the lock or returns an *agent.LockHeldError naming the holder.
 // It retries for a while before giving up, because `status` and `follow`
 // probe the lock with a brief shared flock of their own.
-func acquireLock(ctx context.Context, stateDir string, info LockInfo, clock Clock, retry time.Duration) (*machineLock, error) {
+func acquireLock(ctx context.Context, stateDir string, info agent.LockInfo, clock Clock, retry time.Duration) (*machineLock, error) {
 	f, err := os.OpenFile(filepath.Join(stateDir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock: %w", err)
@@ -55,9 +49,9 @@ func acquireLock(ctx context.Context, stateDir string, info LockInfo, clock Cloc
 			f.Close()
 			holder, _ := readLockInfo(stateDir)
 			if holder == nil {
-				holder = &LockInfo{DeployID: "unknown"}
+				holder = &agent.LockInfo{DeployID: "unknown"}
 			}
-			return nil, &LockHeldError{Holder: *holder}
+			return nil, &agent.LockHeldError{Holder: *holder}
 		}
 		select {
 		case <-ctx.Done():
@@ -82,12 +76,12 @@ func (l *machineLock) release() {
 	_ = l.f.Close()
 }
 
-func readLockInfo(stateDir string) (*LockInfo, error) {
+func readLockInfo(stateDir string) (*agent.LockInfo, error) {
 	b, err := readFileLimit(filepath.Join(stateDir, lockInfoFile), 64<<10)
 	if err != nil {
 		return nil, err
 	}
-	var info LockInfo
+	var info agent.LockInfo
 	if err := json.Unmarshal(b, &info); err != nil {
 		return nil, err
 	}
@@ -95,7 +89,7 @@ func readLockInfo(stateDir string) (*LockInfo, error) {
 }
 
 // probeLock reports who holds the lock, or nil when nobody does.
-func probeLock(stateDir string) (*LockInfo, error) {
+func probeLock(stateDir string) (*agent.LockInfo, error) {
 	f, err := os.Open(filepath.Join(stateDir, lockFile))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -115,7 +109,7 @@ func probeLock(stateDir string) (*LockInfo, error) {
 	info, err := readLockInfo(stateDir)
 	if err != nil {
 		// Held, but lock.json not written yet (or unreadable).
-		return &LockInfo{DeployID: "unknown"}, nil
+		return &agent.LockInfo{DeployID: "unknown"}, nil
 	}
 	return info, nil
 }

@@ -1,4 +1,4 @@
-package agent
+package runner
 
 import (
 	"bytes"
@@ -10,19 +10,21 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tetherdeploy/tether/pkg/agent"
 )
 
 // Follow is `tether-agent follow --dir D --offset N`: it copies the event
 // log from byte offset N to w as it grows, whole lines only, and returns
 // after the `done` line. A deployer whose connection dropped calls it again
 // with the offset just past the last whole line it received (see
-// EventReader), and misses nothing.
+// agent.EventReader), and misses nothing.
 //
 // When the runner dies without writing `done` (killed, machine rebooted),
-// Follow returns a CodeRunnerGone error instead of waiting forever.
+// Follow returns an agent.CodeRunnerGone error instead of waiting forever.
 func (r *Runner) Follow(ctx context.Context, dir string, offset int64, w io.Writer) error {
 	r = r.withDefaults()
-	return r.tail(ctx, filepath.Clean(dir), offset, func(line []byte, _ Event, _ int64) (bool, error) {
+	return r.tail(ctx, filepath.Clean(dir), offset, func(line []byte, _ agent.Event, _ int64) (bool, error) {
 		_, err := w.Write(line)
 		return false, err
 	})
@@ -31,11 +33,11 @@ func (r *Runner) Follow(ctx context.Context, dir string, offset int64, w io.Writ
 // tail calls fn for each whole line of D/events.jsonl from offset on, with
 // the line's start offset, until fn stops it or the `done` line was handed
 // over.
-func (r *Runner) tail(ctx context.Context, dir string, offset int64, fn func(line []byte, e Event, off int64) (bool, error)) error {
+func (r *Runner) tail(ctx context.Context, dir string, offset int64, fn func(line []byte, e agent.Event, off int64) (bool, error)) error {
 	path := filepath.Join(dir, eventsFile)
 	f, err := os.Open(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &Error{Code: CodeNotFound, Msg: fmt.Sprintf("no deploy at %s", dir), Err: err}
+		return &agent.Error{Code: agent.CodeNotFound, Msg: fmt.Sprintf("no deploy at %s", dir), Err: err}
 	}
 	if err != nil {
 		return fmt.Errorf("follow: %w", err)
@@ -46,19 +48,19 @@ func (r *Runner) tail(ctx context.Context, dir string, offset int64, fn func(lin
 	// ever owned this deploy, and it checks the offset is a line boundary.
 	locked := false
 	if offset < 0 {
-		return &Error{Code: CodeUsage, Msg: fmt.Sprintf("offset %d: negative", offset)}
+		return &agent.Error{Code: agent.CodeUsage, Msg: fmt.Sprintf("offset %d: negative", offset)}
 	}
 	if offset > 0 {
 		prefix := make([]byte, offset)
 		if _, err := io.ReadFull(f, prefix); err != nil {
-			return &Error{Code: CodeUsage, Msg: fmt.Sprintf("offset %d: past the end of the event log", offset)}
+			return &agent.Error{Code: agent.CodeUsage, Msg: fmt.Sprintf("offset %d: past the end of the event log", offset)}
 		}
 		if prefix[offset-1] != '\n' {
-			return &Error{Code: CodeUsage, Msg: fmt.Sprintf("offset %d: not at the start of a line", offset)}
+			return &agent.Error{Code: agent.CodeUsage, Msg: fmt.Sprintf("offset %d: not at the start of a line", offset)}
 		}
 		for _, line := range bytes.SplitAfter(prefix, []byte{'\n'}) {
-			if e, err := ParseEvent(line); err == nil {
-				locked = locked || e.Type == EventLocked
+			if e, err := agent.ParseEvent(line); err == nil {
+				locked = locked || e.Type == agent.EventLocked
 				if e.Terminal() {
 					return nil
 				}
@@ -85,11 +87,11 @@ func (r *Runner) tail(ctx context.Context, dir string, offset int64, fn func(lin
 					break
 				}
 				line := pending[:i+1]
-				e, perr := ParseEvent(line)
+				e, perr := agent.ParseEvent(line)
 				if perr != nil {
-					return &Error{Code: CodeInternal, Msg: fmt.Sprintf("event log %s at offset %d", path, pos), Err: perr}
+					return &agent.Error{Code: agent.CodeInternal, Msg: fmt.Sprintf("event log %s at offset %d", path, pos), Err: perr}
 				}
-				locked = locked || e.Type == EventLocked
+				locked = locked || e.Type == agent.EventLocked
 				stop, ferr := fn(line, e, pos)
 				pos += int64(len(line))
 				pending = pending[i+1:]
@@ -114,7 +116,7 @@ func (r *Runner) tail(ctx context.Context, dir string, offset int64, fn func(lin
 				if goneSince.IsZero() {
 					goneSince = now
 				} else if now.Sub(goneSince) >= r.GoneGrace {
-					return &Error{Code: CodeRunnerGone, Msg: fmt.Sprintf("the agent running deploy %s stopped without finishing its event log (see %s)", filepath.Base(dir), filepath.Join(dir, agentLog))}
+					return &agent.Error{Code: agent.CodeRunnerGone, Msg: fmt.Sprintf("the agent running deploy %s stopped without finishing its event log (see %s)", filepath.Base(dir), filepath.Join(dir, agentLog))}
 				}
 			} else {
 				goneSince = time.Time{}

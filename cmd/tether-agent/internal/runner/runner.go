@@ -1,4 +1,4 @@
-package agent
+package runner
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/tetherdeploy/tether/pkg/agent"
 )
 
 // File names inside the state dir S and a deploy dir D = S/<deploy-id>.
@@ -21,7 +23,7 @@ const (
 )
 
 // Runner is the target side of a deploy. Its fields are the seams between
-// the state machine and the machine it runs on; NewRunner fills them with
+// the state machine and the machine it runs on; New fills them with
 // the real ones, tests with fakes.
 //
 // Start and Status work on StateDir; Run, Follow and Confirm take a deploy
@@ -64,11 +66,11 @@ type Runner struct {
 	// after its runner released the lock before calling the runner gone.
 	GoneGrace time.Duration
 
-	observe func(Event) // tests: called after each event is written
+	observe func(agent.Event) // tests: called after each event is written
 }
 
-// NewRunner returns a Runner on the real machine.
-func NewRunner(stateDir string) *Runner {
+// New returns a Runner on the real machine.
+func New(stateDir string) *Runner {
 	return (&Runner{StateDir: stateDir}).withDefaults()
 }
 
@@ -115,61 +117,61 @@ func (r *Runner) currentSystemLink() string { return filepath.Join(r.Root, "run/
 func (r *Runner) bootedSystemLink() string  { return filepath.Join(r.Root, "run/booted-system") }
 
 // DeployDir returns D for a deploy id.
-func (r *Runner) DeployDir(id string) string { return filepath.Join(r.StateDir, id) }
+func (r *Runner) DeployDir(id string) string { return agent.DeployDir(r.StateDir, id) }
 
 // Run is the detached state machine of one deploy (`tether-agent run --dir
 // D`): lock, record the previous system, set the profile, activate, wait for
 // the confirmation, roll back when any of it fails, and always end the event
 // log with `done`. The error is only for a deploy dir it cannot even report
-// into; every other outcome is in the Result.
+// into; every other outcome is in the agent.Result.
 //
 // Cancelling ctx (the agent got SIGTERM) counts as "no confirmation": a
 // machine being shut down must not come back up on a system nobody
 // confirmed. The rollback itself runs to the end regardless.
-func (r *Runner) Run(ctx context.Context, dir string) (Result, error) {
+func (r *Runner) Run(ctx context.Context, dir string) (agent.Result, error) {
 	r = r.withDefaults()
 	dir = filepath.Clean(dir)
 	stateDir := filepath.Dir(dir)
 	if err := checkPrivateDir(stateDir, r.TrustedOwners); err != nil {
-		return Result{}, err
+		return agent.Result{}, err
 	}
 	log, err := openEventLog(filepath.Join(dir, eventsFile), r.Clock.Now, r.Diag)
 	if err != nil {
-		return Result{}, err
+		return agent.Result{}, err
 	}
 	defer log.close()
 	log.observe = r.observe
 
-	res := Result{DeployID: filepath.Base(dir), Started: r.Clock.Now().UTC()}
-	done := func() (Result, error) {
+	res := agent.Result{DeployID: filepath.Base(dir), Started: r.Clock.Now().UTC()}
+	done := func() (agent.Result, error) {
 		res.Finished = r.Clock.Now().UTC()
-		log.emit(Event{Type: EventDone, Status: res.Status, Reason: res.Reason, Error: res.Error, Result: &res})
+		log.emit(agent.Event{Type: agent.EventDone, Status: res.Status, Reason: res.Reason, Error: res.Error, Result: &res})
 		return res, nil
 	}
 
 	req, err := r.loadRequest(dir, log)
 	if err != nil {
-		res.Status, res.Error = StatusFailed, err.Error()
+		res.Status, res.Error = agent.StatusFailed, err.Error()
 		return done()
 	}
-	req = req.withDefaults()
+	req = req.WithDefaults()
 	res.DeployID, res.Who, res.Action = req.DeployID, req.Who, req.Action
 	res.ProfilePath, res.Closure = req.ProfilePath, req.Closure
 
-	lock, err := acquireLock(ctx, stateDir, LockInfo{DeployID: req.DeployID, Who: req.Who, PID: os.Getpid(), Started: res.Started}, r.Clock, r.LockRetry)
+	lock, err := acquireLock(ctx, stateDir, agent.LockInfo{DeployID: req.DeployID, Who: req.Who, PID: os.Getpid(), Started: res.Started}, r.Clock, r.LockRetry)
 	if err != nil {
-		res.Status, res.Error = StatusFailed, err.Error()
-		var held *LockHeldError
+		res.Status, res.Error = agent.StatusFailed, err.Error()
+		var held *agent.LockHeldError
 		if errors.As(err, &held) {
 			// Another deploy owns the machine: touch nothing of it, not
 			// even last.json.
-			res.Status = StatusLockHeld
+			res.Status = agent.StatusLockHeld
 			h := held.Holder
-			log.emit(Event{Type: EventLockHeld, Holder: &h, Error: err.Error()})
+			log.emit(agent.Event{Type: agent.EventLockHeld, Holder: &h, Error: err.Error()})
 		}
 		return done()
 	}
-	log.emit(Event{Type: EventLocked, DeployID: req.DeployID, Who: req.Who, PID: os.Getpid()})
+	log.emit(agent.Event{Type: agent.EventLocked, DeployID: req.DeployID, Who: req.Who, PID: os.Getpid()})
 
 	d := &deploy{r: r, log: log, dir: dir, req: req, res: &res}
 	res.Status = d.run(ctx)
@@ -177,15 +179,15 @@ func (r *Runner) Run(ctx context.Context, dir string) (Result, error) {
 	// Nothing that could confirm a later deploy survives this one.
 	removeConfirm(dir)
 	if err := stripToken(dir); err != nil {
-		log.emit(Event{Type: EventWarning, Error: "remove token from request: " + err.Error()})
+		log.emit(agent.Event{Type: agent.EventWarning, Error: "remove token from request: " + err.Error()})
 	}
 	res.Finished = r.Clock.Now().UTC()
 	if err := writeJSONAtomic(filepath.Join(stateDir, lastFile), res); err != nil {
-		log.emit(Event{Type: EventWarning, Error: "write " + lastFile + ": " + err.Error()})
+		log.emit(agent.Event{Type: agent.EventWarning, Error: "write " + lastFile + ": " + err.Error()})
 	}
 	// Old deploys' logs go while the lock still keeps others out.
 	for _, err := range pruneDeployDirs(stateDir, dir, KeepDeploys) {
-		log.emit(Event{Type: EventWarning, Error: "remove an old deploy dir: " + err.Error()})
+		log.emit(agent.Event{Type: agent.EventWarning, Error: "remove an old deploy dir: " + err.Error()})
 	}
 	// The lock goes before `done`: a deployer that saw `done` may start the
 	// next deploy at once and must not find the machine still locked.
@@ -195,23 +197,23 @@ func (r *Runner) Run(ctx context.Context, dir string) (Result, error) {
 
 // loadRequest reads D/request.json and takes the token out of it on disk at
 // once: from here on it lives only in this process.
-func (r *Runner) loadRequest(dir string, log *eventLog) (Request, error) {
+func (r *Runner) loadRequest(dir string, log *eventLog) (agent.Request, error) {
 	b, err := readFileLimit(filepath.Join(dir, requestFile), 1<<20)
 	if err != nil {
-		return Request{}, fmt.Errorf("read request: %w", err)
+		return agent.Request{}, fmt.Errorf("read request: %w", err)
 	}
-	var req Request
+	var req agent.Request
 	if err := json.Unmarshal(b, &req); err != nil {
-		return Request{}, &Error{Code: CodeInvalidRequest, Msg: "read request", Err: err}
+		return agent.Request{}, &agent.Error{Code: agent.CodeInvalidRequest, Msg: "read request", Err: err}
 	}
 	if err := req.Validate(); err != nil {
-		return Request{}, err
+		return agent.Request{}, err
 	}
 	if req.DeployID != filepath.Base(dir) {
-		return Request{}, &Error{Code: CodeInvalidRequest, Msg: fmt.Sprintf("request is for deploy %s, not %s", req.DeployID, filepath.Base(dir))}
+		return agent.Request{}, &agent.Error{Code: agent.CodeInvalidRequest, Msg: fmt.Sprintf("request is for deploy %s, not %s", req.DeployID, filepath.Base(dir))}
 	}
 	if err := stripToken(dir); err != nil {
-		log.emit(Event{Type: EventWarning, Error: "remove token from request: " + err.Error()})
+		log.emit(agent.Event{Type: agent.EventWarning, Error: "remove token from request: " + err.Error()})
 	}
 	return req, nil
 }
@@ -226,7 +228,7 @@ func stripToken(dir string) error {
 		}
 		return err
 	}
-	var req Request
+	var req agent.Request
 	if err := json.Unmarshal(b, &req); err != nil || req.Token == "" {
 		return err
 	}

@@ -1,4 +1,4 @@
-package agent
+package runner
 
 import (
 	"context"
@@ -7,12 +7,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tetherdeploy/tether/pkg/agent"
 )
 
 // revertHarness deploys "new" over "old" (generation 1) with a
 // confirmation, as the first half of a fleet deploy does, and returns the
 // result the deployer would build its Revert from.
-func revertHarness(t *testing.T, newSys fakeSystem) (*harness, string, string, Result) {
+func revertHarness(t *testing.T, newSys fakeSystem) (*harness, string, string, agent.Result) {
 	t.Helper()
 	h := newHarness(t)
 	old := h.system("old", fakeSystem{}, false)
@@ -20,14 +22,14 @@ func revertHarness(t *testing.T, newSys fakeSystem) (*harness, string, string, R
 	h.running(old)
 	newPath := h.system("new", newSys, false)
 	res := h.runConfirmed(h.request("deploy-1", newPath))
-	if res.Status != StatusDeployed {
+	if res.Status != agent.StatusDeployed {
 		t.Fatalf("first deploy: %s %s %s", res.Status, res.Reason, res.Error)
 	}
 	return h, old, newPath, res
 }
 
 // runConfirmed runs a deploy whose confirmation arrives as it should.
-func (h *harness) runConfirmed(req Request) Result {
+func (h *harness) runConfirmed(req agent.Request) agent.Result {
 	h.t.Helper()
 	dir := h.prepare(req)
 	ctx := context.Background()
@@ -50,9 +52,9 @@ func TestRevertLeavesTheGenerationsAsBefore(t *testing.T) {
 	}
 
 	req := h.request("deploy-1-rb", old)
-	req.Revert = &Revert{Generation: first.Generation, Path: newPath, To: first.PreviousGeneration}
+	req.Revert = &agent.Revert{Generation: first.Generation, Path: newPath, To: first.PreviousGeneration}
 	res := h.runConfirmed(req)
-	if res.Status != StatusDeployed {
+	if res.Status != agent.StatusDeployed {
 		t.Fatalf("revert: %s %s %s", res.Status, res.Reason, res.Error)
 	}
 	if gens, cur := h.generations(); !reflect.DeepEqual(gens, []int{1}) || cur != "old" {
@@ -76,9 +78,9 @@ func TestRevertThatFailsKeepsTheDeployedGeneration(t *testing.T) {
 	h.m.systems[old] = fakeSystem{code: 2}
 
 	req := h.request("deploy-1-rb", old)
-	req.Revert = &Revert{Generation: first.Generation, Path: newPath, To: first.PreviousGeneration}
+	req.Revert = &agent.Revert{Generation: first.Generation, Path: newPath, To: first.PreviousGeneration}
 	res := h.runConfirmed(req)
-	if res.Status != StatusRolledBack {
+	if res.Status != agent.StatusRolledBack {
 		t.Fatalf("revert: %s, want rolled-back", res.Status)
 	}
 	if gens, cur := h.generations(); !reflect.DeepEqual(gens, []int{1, 2}) || cur != "new" {
@@ -94,17 +96,17 @@ func TestRevertAfterTheProfileMovedDeletesNothing(t *testing.T) {
 	h.installed(other) // generation 3, by someone else
 
 	req := h.request("deploy-1-rb", old)
-	req.Revert = &Revert{Generation: first.Generation, Path: newPath, To: first.PreviousGeneration}
+	req.Revert = &agent.Revert{Generation: first.Generation, Path: newPath, To: first.PreviousGeneration}
 	dir := h.prepare(req)
 	go func() { _ = h.r.Confirm(context.Background(), dir, testToken) }()
 	res, err := h.r.Run(context.Background(), dir)
-	if err != nil || res.Status != StatusDeployed {
+	if err != nil || res.Status != agent.StatusDeployed {
 		t.Fatalf("revert: %v %s %s", err, res.Status, res.Error)
 	}
 	if gens, cur := h.generations(); !reflect.DeepEqual(gens, []int{1, 2, 3, 4}) || cur != "old" {
 		t.Errorf("generations %v, current %q; want [1 2 3 4], old", gens, cur)
 	}
-	w, ok := findEvent(readEvents(t, dir), EventWarning)
+	w, ok := findEvent(readEvents(t, dir), agent.EventWarning)
 	if !ok || !strings.Contains(w.Error, "generation 3") {
 		t.Errorf("warning %+v, want one saying the profile is at generation 3", w)
 	}

@@ -1,4 +1,4 @@
-package agent
+package runner
 
 import (
 	"bytes"
@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/tetherdeploy/tether/pkg/agent"
 )
 
 // awaitConfirmation waits for the deployer to prove, over a fresh
@@ -44,7 +46,7 @@ func (d *deploy) awaitConfirmation(ctx context.Context) (bool, string) {
 		wg.Wait()
 	}
 
-	d.log.emit(Event{Type: EventAwaitingConfirmation, Deadline: deadlineAt.UTC()})
+	d.log.emit(agent.Event{Type: agent.EventAwaitingConfirmation, Deadline: deadlineAt.UTC()})
 
 	for {
 		select {
@@ -99,14 +101,14 @@ func (d *deploy) claimConfirm(path string) bool {
 	got, err := readFileLimit(claimed, 4096)
 	_ = os.Remove(claimed)
 	if err != nil {
-		d.log.emit(Event{Type: EventConfirmRejected, Reason: "unreadable confirmation: " + err.Error()})
+		d.log.emit(agent.Event{Type: agent.EventConfirmRejected, Reason: "unreadable confirmation: " + err.Error()})
 		return false
 	}
 	if subtle.ConstantTimeCompare(bytes.TrimSpace(got), []byte(d.req.Token)) != 1 {
-		d.log.emit(Event{Type: EventConfirmRejected, Reason: "wrong confirmation token"})
+		d.log.emit(agent.Event{Type: agent.EventConfirmRejected, Reason: "wrong confirmation token"})
 		return false
 	}
-	d.log.emit(Event{Type: EventConfirmed})
+	d.log.emit(agent.Event{Type: agent.EventConfirmed})
 	return true
 }
 
@@ -118,16 +120,16 @@ func (d *deploy) claimConfirm(path string) bool {
 func (r *Runner) Confirm(ctx context.Context, dir, token string) error {
 	r = r.withDefaults()
 	token = strings.TrimSpace(token)
-	if !tokenRE.MatchString(token) {
-		return &Error{Code: CodeUsage, Msg: "confirm: want the deploy's token (hex) on standard input"}
+	if !agent.ValidToken(token) {
+		return &agent.Error{Code: agent.CodeUsage, Msg: "confirm: want the deploy's token (hex) on standard input"}
 	}
 	dir = filepath.Clean(dir)
 	var written, confirmed bool
 	var writtenAt int64 // log size when the file was written: later rejections are about it
 	events := filepath.Join(dir, eventsFile)
-	err := r.tail(ctx, dir, 0, func(_ []byte, e Event, off int64) (bool, error) {
+	err := r.tail(ctx, dir, 0, func(_ []byte, e agent.Event, off int64) (bool, error) {
 		switch e.Type {
-		case EventAwaitingConfirmation:
+		case agent.EventAwaitingConfirmation:
 			if !written {
 				if fi, err := os.Stat(events); err == nil {
 					writtenAt = fi.Size()
@@ -137,22 +139,22 @@ func (r *Runner) Confirm(ctx context.Context, dir, token string) error {
 				}
 				written = true
 			}
-		case EventConfirmRejected:
+		case agent.EventConfirmRejected:
 			if written && off >= writtenAt {
-				return true, &Error{Code: CodeRejected, Msg: "confirmation rejected: " + e.Reason}
+				return true, &agent.Error{Code: agent.CodeRejected, Msg: "confirmation rejected: " + e.Reason}
 			}
-		case EventConfirmed:
+		case agent.EventConfirmed:
 			confirmed = true
 			return true, nil
-		case EventRollingBack, EventDone:
+		case agent.EventRollingBack, agent.EventDone:
 			if written {
 				// Nobody will read it: leave nothing behind.
 				_ = os.Remove(filepath.Join(dir, confirmFile))
 			}
-			if e.Type == EventRollingBack {
-				return true, &Error{Code: CodeTooLate, Msg: "too late: the deploy is rolling back" + suffix(": ", e.Reason)}
+			if e.Type == agent.EventRollingBack {
+				return true, &agent.Error{Code: agent.CodeTooLate, Msg: "too late: the deploy is rolling back" + suffix(": ", e.Reason)}
 			}
-			return true, &Error{Code: CodeTooLate, Status: e.Status,
+			return true, &agent.Error{Code: agent.CodeTooLate, Status: e.Status,
 				Msg: fmt.Sprintf("too late: the deploy ended %s without a confirmation%s", e.Status, suffix(": ", e.Reason))}
 		}
 		return false, nil
@@ -161,7 +163,7 @@ func (r *Runner) Confirm(ctx context.Context, dir, token string) error {
 		return err
 	}
 	if !confirmed {
-		return &Error{Code: CodeInternal, Msg: "confirm: event log ended without a verdict"}
+		return &agent.Error{Code: agent.CodeInternal, Msg: "confirm: event log ended without a verdict"}
 	}
 	return nil
 }

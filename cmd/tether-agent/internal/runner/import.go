@@ -1,4 +1,4 @@
-package agent
+package runner
 
 import (
 	"context"
@@ -8,16 +8,6 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 )
-
-// ImportArgv: an export stream on stdin (zstd-compressed when compressed is
-// set) is added to the store; prints the imported paths.
-func ImportArgv(agent string, compressed bool) []string {
-	argv := []string{agent, "import"}
-	if compressed {
-		argv = append(argv, "--zstd")
-	}
-	return argv
-}
 
 // Import feeds an export stream into `nix-store --import`, decompressing it
 // first when it is zstd: the deployer compresses closures that cross a slow

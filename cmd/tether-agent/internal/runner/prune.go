@@ -1,9 +1,11 @@
-package agent
+package runner
 
 import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/tetherdeploy/tether/pkg/agent"
 )
 
 // KeepDeploys is how many deploy dirs (event logs, agent logs) a machine
@@ -24,7 +26,7 @@ func pruneDeployDirs(stateDir, current string, keep int) []error {
 	}
 	var deps []dep
 	for _, e := range entries {
-		if !e.IsDir() || !ValidDeployID(e.Name()) {
+		if !e.IsDir() || !agent.ValidDeployID(e.Name()) {
 			continue
 		}
 		p := filepath.Join(stateDir, e.Name())

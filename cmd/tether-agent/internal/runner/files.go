@@ -1,4 +1,4 @@
-package agent
+package runner
 
 import (
 	"encoding/json"
@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/tetherdeploy/tether/internal/atomicfile"
+	"github.com/tetherdeploy/tether/pkg/agent"
 )
 
 // writeFileAtomic replaces path with data; a reader sees the old content
@@ -46,7 +47,7 @@ func readFileLimit(path string, max int64) ([]byte, error) {
 // directory and may become root anyway.
 func ensureStateDir(dir string, trusted []int) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return &Error{Code: CodeInternal, Msg: "create state dir " + dir, Err: err}
+		return &agent.Error{Code: agent.CodeInternal, Msg: "create state dir " + dir, Err: err}
 	}
 	return checkPrivateDir(dir, trusted)
 }
@@ -55,12 +56,12 @@ func checkPrivateDir(dir string, trusted []int) error {
 	fi, err := os.Lstat(dir)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return &Error{Code: CodeNotFound, Msg: "state dir " + dir + " does not exist", Err: err}
+			return &agent.Error{Code: agent.CodeNotFound, Msg: "state dir " + dir + " does not exist", Err: err}
 		}
-		return &Error{Code: CodeInternal, Msg: "state dir " + dir, Err: err}
+		return &agent.Error{Code: agent.CodeInternal, Msg: "state dir " + dir, Err: err}
 	}
 	unsafe := func(why string) error {
-		return &Error{Code: CodeUnsafeStateDir, Msg: fmt.Sprintf("state dir %s %s; refusing to use it", dir, why)}
+		return &agent.Error{Code: agent.CodeUnsafeStateDir, Msg: fmt.Sprintf("state dir %s %s; refusing to use it", dir, why)}
 	}
 	if !fi.IsDir() {
 		return unsafe("is not a directory")

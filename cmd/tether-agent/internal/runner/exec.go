@@ -1,4 +1,4 @@
-package agent
+package runner
 
 import (
 	"bytes"
@@ -165,3 +165,28 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 }
 
 func (t *tailBuffer) String() string { return string(bytes.TrimSpace(t.buf)) }
+
+// CmdError is a command that ran and failed; it keeps the argv and the end of
+// its error output, which is what a person needs to see.
+type CmdError struct {
+	Argv     []string
+	ExitCode int
+	Stderr   string
+	Err      error
+}
+
+func (e *CmdError) Error() string {
+	s := strings.Join(e.Argv, " ")
+	switch {
+	case e.Err != nil:
+		s += ": " + e.Err.Error()
+	default:
+		s += fmt.Sprintf(": exit status %d", e.ExitCode)
+	}
+	if e.Stderr != "" {
+		s += ": " + e.Stderr
+	}
+	return s
+}
+
+func (e *CmdError) Unwrap() error { return e.Err }

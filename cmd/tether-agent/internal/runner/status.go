@@ -1,0 +1,82 @@
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+
+	"github.com/tetherdeploy/tether/pkg/agent"
+)
+
+// Status is `tether-agent status`: the running and booted systems, the
+// profile's generations (read from its links, no nix needed), the deploy in
+// progress if any, and the last deploy's result.
+func (r *Runner) Status(ctx context.Context, profile string) (agent.StatusReport, error) {
+	r = r.withDefaults()
+	if profile == "" {
+		profile = agent.DefaultProfile
+	}
+	if err := agent.CheckAbsPath("profile", profile); err != nil {
+		return agent.StatusReport{}, &agent.Error{Code: agent.CodeUsage, Msg: err.Error()}
+	}
+	rep := agent.StatusReport{Profile: profile, Generations: []agent.Generation{}}
+	rep.CurrentSystem, _ = readLink(r.currentSystemLink())
+	rep.BootedSystem, _ = readLink(r.bootedSystemLink())
+	st, err := readProfile(profile)
+	if err != nil {
+		return agent.StatusReport{}, err
+	}
+	rep.ProfilePath, rep.CurrentGeneration = st.Path, st.Generation
+	gens, err := listGenerations(profile)
+	if err != nil {
+		return agent.StatusReport{}, err
+	}
+	if gens != nil {
+		rep.Generations = gens
+	}
+	if err := checkPrivateDir(r.StateDir, r.TrustedOwners); err != nil {
+		if agent.Code(err) != agent.CodeNotFound { // not found: no deploy ever ran here
+			rep.Warning = err.Error()
+		}
+		return rep, nil
+	}
+	if rep.InProgress, err = probeLock(r.StateDir); err != nil {
+		rep.Warning = "deploy lock: " + err.Error()
+	}
+	b, err := readFileLimit(filepath.Join(r.StateDir, lastFile), 1<<20)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		rep.Warning = err.Error()
+	default:
+		var last agent.Result
+		if json.Unmarshal(b, &last) == nil {
+			rep.Last = &last
+		}
+	}
+	return rep, nil
+}
+
+// Generation is `tether-agent generation`: generation n of profile, for a
+// rollback to a named generation.
+func (r *Runner) Generation(profile string, n int) (agent.Generation, error) {
+	if profile == "" {
+		profile = agent.DefaultProfile
+	}
+	if err := agent.CheckAbsPath("profile", profile); err != nil {
+		return agent.Generation{}, &agent.Error{Code: agent.CodeUsage, Msg: err.Error()}
+	}
+	gens, err := listGenerations(profile)
+	if err != nil {
+		return agent.Generation{}, err
+	}
+	for _, g := range gens {
+		if g.Number == n {
+			return g, nil
+		}
+	}
+	return agent.Generation{}, &agent.Error{Code: agent.CodeNotFound, Msg: fmt.Sprintf("profile %s has no generation %d", profile, n)}
+}
