@@ -8,8 +8,8 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/tetherdeploy/tether/pkg/deploy"
 	"github.com/tetherdeploy/tether/internal/app"
+	"github.com/tetherdeploy/tether/pkg/deploy"
 )
 
 func (c *command) statusCommand() *ucli.Command {
