@@ -292,6 +292,7 @@ func (h *Host) prepareDir(authorized []byte) error {
 		{"run/testhost", 0o755},
 		{"run/sshd", 0o755},
 		{"tmp", 0o1777},
+		{"var/lib", 0o755},
 		{"root", 0o700},
 		{"etc/nix", 0o755},
 	}

@@ -134,8 +134,8 @@ exit 1
 `
 
 // anchorScript runs as the first process of a host's private mount
-// namespace: it puts the host's own directories on /nix, /run, /tmp and
-// /root, gives it the sysfs of its network namespace, says "ready" and then
+// namespace: it puts the host's own directories on /nix, /run, /tmp,
+// /var/lib and /root, gives it the sysfs of its network namespace, says "ready" and then
 // holds the namespace until its stdin closes (the owner closed it, or died). $1 is the
 // host directory, $2 the build user pool to share ("" for none); nothing is
 // spliced into the script.
@@ -153,6 +153,9 @@ fi
 mount --rbind "$d/nix" /nix
 mount --bind "$d/run" /run
 mount --bind "$d/tmp" /tmp
+# Its own /var/lib: what a machine keeps across reboots (tether's state)
+# lives there, and the runner's must not be shared between hosts.
+mount --bind "$d/var/lib" /var/lib
 # Its own root home: the runner's dotfiles (a shell rc that starts
 # background jobs, say) must not run in every SSH session of every host.
 mount --bind "$d/root" /root
