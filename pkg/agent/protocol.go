@@ -11,7 +11,7 @@ const ProtocolVersion = 1
 
 // DefaultTempPath is where the state dir lives when the node sets no
 // tempPath.
-const DefaultTempPath = "/tmp"
+const DefaultTempPath = "/var/lib"
 
 // DefaultProfile is the NixOS system profile: what `status` and
 // `generation` read when no --profile is given.

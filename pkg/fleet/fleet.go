@@ -242,7 +242,7 @@ const (
 const (
 	DefaultConfirmTimeout    = 30 * time.Second
 	DefaultActivationTimeout = 240 * time.Second
-	DefaultTempPath          = "/tmp"
+	DefaultTempPath          = "/var/lib"
 	DefaultSudo              = "sudo -u"
 )
 
