@@ -1,0 +1,81 @@
+// Package testenv holds what tests across the tree need from the machine
+// they run on, written once: the gate in front of end-to-end tests, a
+// polling wait, a context bounded by the test, a command run that fails
+// with its stderr, and a listener that serves until the test ends.
+//
+// End-to-end tests need real parts: root, nix, sshd, namespaces. Where a
+// part is missing the test is skipped, loudly and with the reason, so that
+// a green run on a laptop is not mistaken for a proven one; where the
+// environment says the real parts must be there (TETHER_E2E=require, set by
+// scripts/test.sh as root) the same test fails instead. Every end-to-end
+// test goes through SkipOrFail, directly or through NeedRoot, NeedCommands,
+// NeedFiles or testhost.StartT, so that one switch covers them all.
+//
+// It imports nothing of tether's: every test package may use it, sandbox
+// hosts (internal/testhost) included.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// requireVar names the variable that turns skips into failures.
+const requireVar = "TETHER_E2E"
+
+// required reports whether the environment demands the end-to-end tests.
+// It is read at each call, never cached: tests run their gate in child
+// processes with and without it.
+func required() bool { return os.Getenv(requireVar) == "require" }
+
+// SkipOrFail stops a test that cannot run here: it skips it with why, in a
+// line that stands out in the log, or fails it when TETHER_E2E=require.
+func SkipOrFail(t testing.TB, why string) {
+	t.Helper()
+	if required() {
+		t.Fatalf("END-TO-END TEST CANNOT RUN (%s=require): %s", requireVar, why)
+	}
+	t.Skipf("!!! SKIPPING END-TO-END TEST: %s (set %s=require to make this a failure)", why, requireVar)
+}
+
+// NeedRoot passes when the test runs as root, and otherwise skips or fails
+// it (SkipOrFail) saying why it needs root.
+func NeedRoot(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		SkipOrFail(t, "needs root: "+why)
+	}
+}
+
+// NeedCommands passes when every name is found (on PATH, or at its path
+// when it holds a slash), and otherwise skips or fails the test
+// (SkipOrFail) naming all the missing ones at once.
+func NeedCommands(t testing.TB, names ...string) {
+	t.Helper()
+	var missing []string
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) > 0 {
+		SkipOrFail(t, "commands not found: "+strings.Join(missing, ", "))
+	}
+}
+
+// NeedFiles passes when every path exists, and otherwise skips or fails
+// the test (SkipOrFail) naming all the missing ones at once.
+func NeedFiles(t testing.TB, paths ...string) {
+	t.Helper()
+	var missing []string
+	for _, p := range paths {
+		if _, err := os.Stat(p); err != nil {
+			missing = append(missing, p)
+		}
+	}
+	if len(missing) > 0 {
+		SkipOrFail(t, "files not found: "+strings.Join(missing, ", "))
+	}
+}
