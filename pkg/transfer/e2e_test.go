@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/tetherdeploy/tether/internal/fixture"
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/pkg/nix"
 	"github.com/tetherdeploy/tether/pkg/remote"
 	"github.com/tetherdeploy/tether/pkg/transfer"
@@ -313,16 +314,15 @@ func testTunnelCut(t *testing.T, ctx context.Context, w *world, tag string, cut 
 	}()
 
 	// Cut once part of the closure has arrived.
-	for {
+	testenv.Eventually(t, 2*time.Minute, "part of the closure to arrive on rpi", func() bool {
 		select {
 		case r := <-done:
 			t.Fatalf("the copy ended before the tunnel was cut (%+v, %v): the closure is too small for the relay's rate", r.st, r.err)
-		case <-time.After(100 * time.Millisecond):
+		default:
 		}
-		if valid, _ := validity(t, ctx, rpi, paths); len(valid) > 0 {
-			break
-		}
-	}
+		valid, _ := validity(t, ctx, rpi, paths)
+		return len(valid) > 0
+	})
 	cut()
 	cutAt := time.Now()
 	var r result
@@ -348,7 +348,7 @@ func testTunnelCut(t *testing.T, ctx context.Context, w *world, tag string, cut 
 
 	// The destination is consistent: what it holds valid is complete,
 	// with everything it refers to.
-	waitUntil(t, "the interrupted import on rpi to end", 30*time.Second, func() bool {
+	testenv.Eventually(t, 30*time.Second, "the interrupted import on rpi to end", func() bool {
 		return len(running(t, rpi, "nix-store")) == 0
 	})
 	valid, lacking := validity(t, ctx, rpi, paths)
