@@ -9,10 +9,11 @@
 // environment says the real parts must be there (TETHER_E2E=require, set by
 // scripts/test.sh as root) the same test fails instead. Every end-to-end
 // test goes through SkipOrFail, directly or through NeedRoot, NeedCommands,
-// NeedFiles or testhost.StartT, so that one switch covers them all.
+// NeedFiles, NeedNix or testhost.StartT, so that one switch covers them
+// all.
 //
-// It imports nothing of tether's: every test package may use it, sandbox
-// hosts (internal/testhost) included.
+// It imports nothing of tether's but the fixture's constants, so every test
+// package may use it, sandbox hosts (internal/testhost) included.
 package testenv
 
 import (
@@ -20,6 +21,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/tetherdeploy/tether/internal/fixture"
 )
 
 // requireVar names the variable that turns skips into failures.
@@ -54,28 +57,36 @@ func NeedRoot(t testing.TB, why string) {
 // (SkipOrFail) naming all the missing ones at once.
 func NeedCommands(t testing.TB, names ...string) {
 	t.Helper()
-	var missing []string
-	for _, n := range names {
-		if _, err := exec.LookPath(n); err != nil {
-			missing = append(missing, n)
-		}
-	}
-	if len(missing) > 0 {
-		SkipOrFail(t, "commands not found: "+strings.Join(missing, ", "))
-	}
+	need(t, "commands not found", names, func(n string) error { _, err := exec.LookPath(n); return err })
 }
 
 // NeedFiles passes when every path exists, and otherwise skips or fails
 // the test (SkipOrFail) naming all the missing ones at once.
 func NeedFiles(t testing.TB, paths ...string) {
 	t.Helper()
+	need(t, "files not found", paths, func(p string) error { _, err := os.Stat(p); return err })
+}
+
+// NeedNix passes where the fixture flake can be built: the nix CLI and the
+// static busybox the fixture's derivations are built with. Otherwise it
+// skips or fails the test (SkipOrFail).
+func NeedNix(t testing.TB) {
+	t.Helper()
+	NeedCommands(t, "nix", "nix-store")
+	NeedFiles(t, fixture.DefaultBusybox)
+}
+
+// need stops the test (SkipOrFail) with what and the names find does not
+// find, if any.
+func need(t testing.TB, what string, names []string, find func(string) error) {
+	t.Helper()
 	var missing []string
-	for _, p := range paths {
-		if _, err := os.Stat(p); err != nil {
-			missing = append(missing, p)
+	for _, n := range names {
+		if find(n) != nil {
+			missing = append(missing, n)
 		}
 	}
 	if len(missing) > 0 {
-		SkipOrFail(t, "files not found: "+strings.Join(missing, ", "))
+		SkipOrFail(t, what+": "+strings.Join(missing, ", "))
 	}
 }

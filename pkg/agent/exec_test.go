@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -79,7 +78,7 @@ func TestOSExecutorKillsProcessGroup(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
-	testenv.Eventually(t, 5*time.Second, fmt.Sprintf("background child %d of the killed command to end", pid), func() bool { return !alive(pid) })
+	testenv.Eventually(t, 5*time.Second, "background child "+strconv.Itoa(pid)+" of the killed command to end", func() bool { return !alive(pid) })
 }
 
 // alive reports whether pid runs (a zombie waiting for a reaper is dead).

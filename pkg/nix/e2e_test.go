@@ -23,8 +23,7 @@ import (
 // TETHER_E2E=require says it must run.
 func requireReal(t *testing.T) {
 	t.Helper()
-	testenv.NeedCommands(t, "nix", "nix-store")
-	testenv.NeedFiles(t, fixture.DefaultBusybox)
+	testenv.NeedNix(t)
 	testenv.NeedRoot(t, "writes to the nix store")
 }
 

@@ -36,8 +36,7 @@ type world struct {
 // run (fails under TETHER_E2E=require).
 func startWorld(t *testing.T) *world {
 	t.Helper()
-	testenv.NeedCommands(t, "nix-store")
-	testenv.NeedFiles(t, fixture.DefaultBusybox)
+	testenv.NeedNix(t)
 	fl := testhost.StartT(t, testhost.Options{Topology: testhost.Home})
 	for _, name := range []string{fixture.Frame1, fixture.RPi, fixture.Web} {
 		if fl.Host(name) == nil {
