@@ -19,6 +19,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -89,4 +90,16 @@ func need(t testing.TB, what string, names []string, find func(string) error) {
 	if len(missing) > 0 {
 		SkipOrFail(t, what+": "+strings.Join(missing, ", "))
 	}
+}
+
+// FixtureFlake prepares the fixture fleet flake, as it comes, in a
+// directory of the test's own and returns its flake reference; the test
+// fails if it cannot.
+func FixtureFlake(t testing.TB) string {
+	t.Helper()
+	ref, err := fixture.Prepare(filepath.Join(t.TempDir(), "fleet"), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ref
 }

@@ -9,11 +9,13 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tetherdeploy/tether/internal/fixture"
 	"github.com/tetherdeploy/tether/internal/testenv"
 )
 
@@ -266,5 +268,25 @@ func TestServe(t *testing.T) {
 	if c2, err := net.Dial("tcp", addr.String()); err == nil {
 		c2.Close()
 		t.Errorf("%s still accepts connections after its test ended", addr)
+	}
+}
+
+func TestFixtureFlake(t *testing.T) {
+	testenv.NeedFiles(t, fixture.DefaultBusybox)
+	var dir string
+	t.Run("inner", func(t *testing.T) {
+		ref := testenv.FixtureFlake(t)
+		var ok bool
+		if dir, ok = strings.CutPrefix(ref, "path:"); !ok || !filepath.IsAbs(dir) {
+			t.Fatalf("flake reference %q, want path:<absolute dir>", ref)
+		}
+		for _, f := range []string{"flake.nix", "hosts.json"} {
+			if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
+				t.Errorf("prepared flake lacks %s: %v", f, err)
+			}
+		}
+	})
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("flake directory %s outlived its test: %v", dir, err)
 	}
 }

@@ -19,8 +19,7 @@ import (
 	"github.com/tetherdeploy/tether/pkg/nix"
 )
 
-// requireReal skips a test that needs real nix, loudly, or fails it when
-// TETHER_E2E=require says it must run.
+// requireReal gates the tests that write to the real nix store.
 func requireReal(t *testing.T) {
 	t.Helper()
 	testenv.NeedNix(t)
@@ -43,10 +42,7 @@ func realRunner(t *testing.T) *nix.Runner {
 func builtFleet(t *testing.T, r *nix.Runner) (tops map[string]string, roots string) {
 	t.Helper()
 	ctx := testenv.Context(t, 5*time.Minute)
-	ref, err := fixture.Prepare(filepath.Join(t.TempDir(), "fleet"), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := testenv.FixtureFlake(t)
 	var drvs map[string]string
 	if err := r.EvalJSON(ctx, ref+"#variants.frame1", `vs: { inherit (builtins.mapAttrs (_: v: v.drvPath) vs) v1 v2; }`, &drvs); err != nil {
 		t.Fatal(err)
@@ -317,10 +313,7 @@ func TestRealBuildAndFailureReport(t *testing.T) {
 	requireReal(t)
 	r := realRunner(t)
 	ctx := testenv.Context(t, 5*time.Minute)
-	ref, err := fixture.Prepare(filepath.Join(t.TempDir(), "fleet"), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := testenv.FixtureFlake(t)
 	res, err := r.Build(ctx, []string{ref + "#" + fixture.ProfileAttr(fixture.Web, fixture.V1)})
 	if err != nil {
 		t.Fatal(err)

@@ -111,10 +111,7 @@ func (w *world) dial(t *testing.T, ctx context.Context, name string) *remote.Cli
 // runner, keyed "<host>/<variant>", rooted until the test ends.
 func (w *world) buildSystems(t *testing.T, ctx context.Context, want ...[2]string) map[string]string {
 	t.Helper()
-	ref, err := fixture.Prepare(filepath.Join(t.TempDir(), "fleet"), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := testenv.FixtureFlake(t)
 	out := map[string]string{}
 	for _, hv := range want {
 		out[hv[0]+"/"+hv[1]] = w.build(t, ctx, ref+"#"+fixture.VariantAttr(hv[0], hv[1]))

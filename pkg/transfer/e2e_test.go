@@ -31,8 +31,7 @@ import (
 // leaves the destination consistent, and the next copy sends only the rest.
 func TestFoundation(t *testing.T) {
 	w := startWorld(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	ctx := testenv.Context(t, 10*time.Minute)
 	systems := w.buildSystems(t, ctx,
 		[2]string{fixture.RPi, fixture.V1}, [2]string{fixture.RPi, fixture.V2},
 		[2]string{fixture.Web, fixture.V1}, [2]string{fixture.Web, fixture.V2})
