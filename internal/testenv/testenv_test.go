@@ -1,19 +1,14 @@
 package testenv_test
 
 import (
-	"bufio"
-	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tetherdeploy/tether/internal/fixture"
 	"github.com/tetherdeploy/tether/internal/testenv"
@@ -147,128 +142,6 @@ func run(t *testing.T, fn func(*fakeT)) (f *fakeT, returned bool) {
 	}()
 	<-done
 	return f, returned
-}
-
-func TestEventuallyReturnsOnceTheConditionHolds(t *testing.T) {
-	polls := 0
-	f, returned := run(t, func(f *fakeT) {
-		testenv.Eventually(f, time.Minute, "the third poll", func() bool {
-			polls++
-			return polls == 3
-		})
-	})
-	if !returned || f.fatal != "" || polls != 3 {
-		t.Errorf("returned %v after %d polls (fatal %q), want a return at the third poll", returned, polls, f.fatal)
-	}
-}
-
-func TestEventuallyTimeoutSaysWhatItWaitedFor(t *testing.T) {
-	start := time.Now()
-	polls := 0
-	f, returned := run(t, func(f *fakeT) {
-		testenv.Eventually(f, 100*time.Millisecond, "rpi to run v1", func() bool {
-			polls++
-			return false
-		})
-	})
-	if returned {
-		t.Fatal("Eventually returned though the condition never held")
-	}
-	if want := "gave up after 100ms waiting for rpi to run v1"; f.fatal != want {
-		t.Errorf("failure %q, want %q", f.fatal, want)
-	}
-	if waited := time.Since(start); waited < 100*time.Millisecond || polls < 2 {
-		t.Errorf("gave up after %s and %d polls, want at least the timeout and more than one poll", waited, polls)
-	}
-}
-
-// cond runs on the caller's goroutine, so it may stop the test itself.
-func TestEventuallyConditionMayStopTheTest(t *testing.T) {
-	polls := 0
-	f, returned := run(t, func(f *fakeT) {
-		testenv.Eventually(f, time.Minute, "a process", func() bool {
-			polls++
-			f.Fatal("the process exited")
-			return false
-		})
-	})
-	if returned || f.fatal != "the process exited" || polls != 1 {
-		t.Errorf("returned %v after %d polls with %q, want the condition's own failure at once", returned, polls, f.fatal)
-	}
-}
-
-func TestContextEndsWithTheTest(t *testing.T) {
-	var ctx context.Context
-	t.Run("inner", func(t *testing.T) {
-		ctx = testenv.Context(t, time.Hour)
-		if ctx.Err() != nil {
-			t.Fatalf("context done while the test runs: %v", ctx.Err())
-		}
-		if d, ok := ctx.Deadline(); !ok || time.Until(d) < 59*time.Minute {
-			t.Errorf("deadline %v (%v), want an hour from now", d, ok)
-		}
-	})
-	if ctx.Err() == nil {
-		t.Error("context still live after its test ended")
-	}
-	short := testenv.Context(t, time.Millisecond)
-	select {
-	case <-short.Done():
-	case <-time.After(10 * time.Second):
-		t.Error("context outlived its timeout")
-	}
-}
-
-func TestOutput(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	if got := string(testenv.Output(t, cmd)); !strings.Contains(got, "PASS") {
-		t.Errorf("Output = %q, want the command's stdout", got)
-	}
-
-	cmd = exec.Command(os.Args[0], "nix-ish", "argument")
-	cmd.Env = append(os.Environ(), childEnv+"=exit3")
-	f, returned := run(t, func(f *fakeT) { testenv.Output(f, cmd) })
-	if returned {
-		t.Fatal("Output returned for a failing command")
-	}
-	for _, want := range []string{os.Args[0] + " nix-ish argument", "exit status 3", "nix refused: to stderr"} {
-		if !strings.Contains(f.fatal, want) {
-			t.Errorf("failure %q does not say %q", f.fatal, want)
-		}
-	}
-}
-
-func TestServe(t *testing.T) {
-	var addr net.Addr
-	var c net.Conn
-	t.Run("inner", func(t *testing.T) {
-		addr = testenv.Serve(t, "tcp", "127.0.0.1:0", func(c net.Conn) {
-			line, _ := bufio.NewReader(c).ReadString('\n')
-			io.WriteString(c, "echo "+line)
-			<-t.Context().Done()
-		})
-		var err error
-		if c, err = net.Dial("tcp", addr.String()); err != nil {
-			t.Fatal(err)
-		}
-		io.WriteString(c, "hello\n")
-		if got, err := bufio.NewReader(c).ReadString('\n'); got != "echo hello\n" {
-			t.Errorf("served %q, %v; want the handler's answer", got, err)
-		}
-	})
-	if c == nil {
-		t.FailNow()
-	}
-	defer c.Close()
-	// The handler returned as its test ended, and Serve closed its end.
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if n, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
-		t.Errorf("read after the test ended: %d bytes, %v; want EOF", n, err)
-	}
-	if c2, err := net.Dial("tcp", addr.String()); err == nil {
-		c2.Close()
-		t.Errorf("%s still accepts connections after its test ended", addr)
-	}
 }
 
 func TestFixtureFlake(t *testing.T) {
