@@ -15,17 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/pkg/agent"
 )
-
-// needE2E skips loudly, or fails when the suite demands end-to-end tests.
-func needE2E(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("TETHER_E2E") == "require" {
-		t.Fatalf("TETHER_E2E=require, but %s", why)
-	}
-	t.Skipf("!!! SKIPPED END-TO-END TEST: %s (TETHER_E2E=require turns this into a failure)", why)
-}
 
 // e2e is the real agent binary against real nix: a throwaway profile in a
 // temp dir and tiny "systems" added to the store, whose
@@ -40,13 +32,9 @@ type e2e struct {
 }
 
 func setupE2E(t *testing.T) *e2e {
-	if os.Geteuid() != 0 {
-		needE2E(t, "the agent end-to-end test needs root (nix-store --add, nix-env on a profile)")
-	}
-	nixEnv, err := exec.LookPath("nix-env")
-	if err != nil {
-		needE2E(t, "nix-env is not installed")
-	}
+	testenv.NeedRoot(t, "nix-store --add, nix-env on a profile")
+	testenv.NeedCommands(t, "nix-env")
+	nixEnv, _ := exec.LookPath("nix-env")
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")

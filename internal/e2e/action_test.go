@@ -228,9 +228,7 @@ func readGitHubOutput(t *testing.T, path string) map[string]string {
 }
 
 func TestActionOnSandboxHosts(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{timeout: 15 * time.Minute})
 	gh := newFakeGitHub(t)
 	events := "../../pkg/github/testdata/"
 

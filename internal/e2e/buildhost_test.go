@@ -1,10 +1,8 @@
 package e2e
 
 import (
-	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tetherdeploy/tether/internal/fixture"
 	"github.com/tetherdeploy/tether/pkg/deploy"
@@ -14,9 +12,7 @@ import (
 // from frame1 to rpi over their LAN: the relay in front of frame1 (the
 // home uplink) must not carry the closure.
 func TestBuildOnFrame1CopyOverLAN(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{})
 	// The first build on frame1 brings it the fixture's sources; from then
 	// on an update sends only new derivations through the tunnel.
 	if r := s.tether(ctx, "deploy", "--build-host", fixture.Frame1, fixture.RPi); r.code != exitOK {
@@ -56,9 +52,7 @@ func TestBuildOnFrame1CopyOverLAN(t *testing.T) {
 // which has no route to web: the copy is relayed through the deployer, and
 // the output says so.
 func TestBuildHostRelaysWhenItCannotReachTheNode(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{})
 	r := s.tether(ctx, "deploy", "--build-host", fixture.Frame1, fixture.Web)
 	if r.code != exitOK {
 		t.Fatalf("deploy web built on frame1: %s", r)
@@ -77,9 +71,7 @@ func TestBuildHostRelaysWhenItCannotReachTheNode(t *testing.T) {
 // frame1 is reported with the end of its build log, and nothing is
 // activated anywhere.
 func TestBuildFailureOnBuildHost(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{})
 	s.deployV1(ctx, fixture.RPi)
 	history, _ := s.fleet.Host(fixture.RPi).ReadFile(ctx, fixture.HistoryFile)
 

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -13,9 +12,7 @@ import (
 )
 
 func TestDeployFleetFromDeployNodes(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{})
 
 	r := s.tether(ctx, "deploy")
 	if r.code != 0 {
@@ -55,9 +52,7 @@ func TestDeployFleetFromDeployNodes(t *testing.T) {
 // nixosConfigurations, described in tether.toml: frame1 behind the tunnel,
 // rpi through frame1 by node name, selected by tag.
 func TestDeployFleetFromTetherToml(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{tweak: func(h map[string]fixture.HostConf) {
+	ctx, s := newSandbox(t, sandboxOpts{tweak: func(h map[string]fixture.HostConf) {
 		// Only web stays in the flake's deploy.nodes.
 		for name := range h {
 			if name != fixture.Web {
@@ -115,9 +110,7 @@ tags = ["cloud"]
 }
 
 func TestConfigErrorsTouchNothing(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{timeout: 5 * time.Minute})
 	s.writeConfig("[nodes.rpi]\njump = [\"nowhere\"]\n")
 	r := s.tether(ctx, "deploy")
 	if r.code != exitUsage {
@@ -142,9 +135,7 @@ func TestConfigErrorsTouchNothing(t *testing.T) {
 // passes lets the deploy confirm; one that fails withholds the
 // confirmation, and the node rolls back by itself.
 func TestHealthChecksGateTheConfirmation(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{})
 	web := s.fleet.Host(fixture.Web).IP.String()
 	s.writeConfig(fmt.Sprintf(`
 [[nodes.web.health]]

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tetherdeploy/tether/internal/fixture"
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/internal/testhost"
 	"github.com/tetherdeploy/tether/pkg/deploy"
 )
@@ -65,10 +66,19 @@ type sandboxOpts struct {
 	// tweak adjusts the deploy.nodes entries before the flake is written.
 	tweak  func(map[string]fixture.HostConf)
 	deploy map[string]any
+	// timeout bounds the test's context; 10 minutes when zero.
+	timeout time.Duration
 }
 
-func newSandbox(t *testing.T, o sandboxOpts) *sandbox {
+// newSandbox starts a fleet with its fixture flake for the test, and
+// returns it with the test's context, which ends after o.timeout or with
+// the test.
+func newSandbox(t *testing.T, o sandboxOpts) (context.Context, *sandbox) {
 	t.Helper()
+	if o.timeout == 0 {
+		o.timeout = 10 * time.Minute
+	}
+	ctx := testenv.Context(t, o.timeout)
 	f := testhost.StartT(t, testhost.Options{Topology: o.topology, Logf: t.Logf})
 	hosts, err := HostConfs(f)
 	if err != nil {
@@ -82,7 +92,7 @@ func newSandbox(t *testing.T, o sandboxOpts) *sandbox {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &sandbox{t: t, fleet: f, flakeDir: dir, flake: ref, env: TetherEnv(os.Environ())}
+	return ctx, &sandbox{t: t, fleet: f, flakeDir: dir, flake: ref, env: TetherEnv(os.Environ())}
 }
 
 // run is one tether invocation.

@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -58,9 +57,7 @@ func closureBytes(t *testing.T, ctx context.Context, env []string, path string) 
 }
 
 func TestPlanShowsWhatADeployWouldChange(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{})
 	s.deployV1(ctx, fixture.Frame1, fixture.RPi)
 	for _, h := range fixture.Hosts() {
 		s.setVariant(h, fixture.V2)
@@ -121,9 +118,7 @@ func TestPlanShowsWhatADeployWouldChange(t *testing.T) {
 }
 
 func TestPlanDryActivate(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{})
 	s.deployV1(ctx, fixture.Web)
 	s.setVariant(fixture.Web, fixture.V2)
 	before := s.running(ctx, fixture.Web)
@@ -159,9 +154,7 @@ func TestPlanDryActivate(t *testing.T) {
 }
 
 func TestPlanUnreachableNode(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{})
 	if err := s.fleet.Host(fixture.RPi).StopSSHD(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -182,9 +175,7 @@ func TestPlanUnreachableNode(t *testing.T) {
 // TestPlanBuildsOnTheBuildHost plans rpi, whose tether.toml entry builds it
 // on frame1: the plan builds there and reads the new closure there.
 func TestPlanBuildsOnTheBuildHost(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{})
 	s.writeConfig("[nodes.rpi]\nbuild_host = \"frame1\"\n")
 	s.deployV1(ctx, fixture.RPi)
 	s.setVariant(fixture.RPi, fixture.V2)

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tetherdeploy/tether/internal/fixture"
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/pkg/deploy"
 )
 
@@ -59,9 +61,7 @@ func (s *sandbox) sshReachable(ctx context.Context, host string) error {
 }
 
 func TestActivationFailureRollsBack(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{})
 	s.deployV1(ctx, fixture.Web)
 	before := s.generations(ctx, fixture.Web)
 
@@ -88,9 +88,7 @@ func TestActivationFailureRollsBack(t *testing.T) {
 // machines come back on v1 by themselves, reachable, without the bad
 // generation.
 func TestConnectionCuttingActivationsRollBack(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{})
 	s.deployV1(ctx)
 
 	cases := []struct{ host, variant string }{
@@ -184,36 +182,42 @@ func waitLine(t *testing.T, lines <-chan string, want string, timeout time.Durat
 	}
 }
 
-// waitRunning polls until host runs variant.
+// activatingV2 puts host on v1, then starts a deploy of v2 to it with
+// flags in the background and returns once tether says it is activating.
+func (s *sandbox) activatingV2(ctx context.Context, host string, flags ...string) (*os.Process, func() run) {
+	s.t.Helper()
+	s.deployV1(ctx, host)
+	s.setVariant(host, fixture.V2)
+	p, lines, wait := s.startTether(ctx, append(append([]string{"deploy"}, flags...), host)...)
+	waitLine(s.t, lines, "activating", time.Minute)
+	return p, wait
+}
+
+// waitRunning polls until host runs variant, logging each generation
+// marker it sees on the way.
 func (s *sandbox) waitRunning(ctx context.Context, host, variant string, timeout time.Duration) {
 	s.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	var last []byte
+	testenv.Eventually(s.t, timeout, host+" to run "+variant, func() bool {
 		b, err := s.fleet.Host(host).ReadFile(ctx, fixture.GenerationFile)
-		if err == nil {
-			if g, err := fixture.ParseGeneration(b); err == nil && g.Variant == variant {
-				return
-			}
+		if !bytes.Equal(b, last) {
+			s.t.Logf("%s: generation marker %q", host, b)
+			last = b
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("%s not on %s within %s (marker %q)", host, variant, timeout, b)
+		if err != nil {
+			return false
 		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		g, err := fixture.ParseGeneration(b)
+		return err == nil && g.Variant == variant
+	})
 }
 
 // TestDeployerKilledAwaitingConfirmation freezes the deployer as the
 // activation starts (so it cannot confirm) and then SIGKILLs it: the node
 // must go back to v1 on its own.
 func TestDeployerKilledAwaitingConfirmation(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
-	s.deployV1(ctx, fixture.Web)
-
-	s.setVariant(fixture.Web, fixture.V2)
-	p, lines, wait := s.startTether(ctx, "deploy", "--confirm-timeout", short, fixture.Web)
-	waitLine(t, lines, "activating", time.Minute)
+	ctx, s := newSandbox(t, sandboxOpts{})
+	p, wait := s.activatingV2(ctx, fixture.Web, "--confirm-timeout", short)
 	p.Signal(syscall.SIGSTOP)
 	s.waitRunning(ctx, fixture.Web, fixture.V2, 30*time.Second)
 	p.Kill()
@@ -232,9 +236,7 @@ func TestDeployerKilledAwaitingConfirmation(t *testing.T) {
 // TestDeployerKilledDuringCopy kills the deployer while the closure is on
 // the wire: the node is untouched, still on v1, with no deploy started.
 func TestDeployerKilledDuringCopy(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{})
 	s.deployV1(ctx, fixture.Frame1)
 	history, _ := s.fleet.Host(fixture.Frame1).ReadFile(ctx, fixture.HistoryFile)
 
@@ -266,15 +268,9 @@ func TestDeployerKilledDuringCopy(t *testing.T) {
 }
 
 func TestConcurrentDeploysToOneNode(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
-	s.deployV1(ctx, fixture.Web)
-
-	s.setVariant(fixture.Web, fixture.V2)
+	ctx, s := newSandbox(t, sandboxOpts{})
 	// The first deploy holds the machine: freeze it once activation began.
-	first, lines, waitFirst := s.startTether(ctx, "deploy", "--confirm-timeout", "60s", fixture.Web)
-	waitLine(t, lines, "activating", time.Minute)
+	first, waitFirst := s.activatingV2(ctx, fixture.Web, "--confirm-timeout", "60s")
 	first.Signal(syscall.SIGSTOP)
 
 	second := s.tether(ctx, "deploy", fixture.Web)
@@ -297,9 +293,7 @@ func TestConcurrentDeploysToOneNode(t *testing.T) {
 }
 
 func TestUnreachableNode(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{})
 	s.deployV1(ctx)
 	for _, h := range fixture.Hosts() {
 		s.setVariant(h, fixture.V2)
@@ -365,9 +359,7 @@ func TestUnreachableNode(t *testing.T) {
 }
 
 func TestRollbackCommandAndStatus(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{})
 	s.deployV1(ctx, fixture.RPi)
 	s.setVariant(fixture.RPi, fixture.V2)
 	if r := s.tether(ctx, "deploy", fixture.RPi); r.code != exitOK {
@@ -406,9 +398,7 @@ func TestRollbackCommandAndStatus(t *testing.T) {
 }
 
 func TestWrongHostKeyRefused(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
+	ctx, s := newSandbox(t, sandboxOpts{})
 	// known_hosts that pins every address to another host's key.
 	wrong := filepath.Join(t.TempDir(), "known_hosts")
 	var lines []string
@@ -451,13 +441,8 @@ func TestWrongHostKeyRefused(t *testing.T) {
 // deployer must not confirm, must wait until the node is back on v1, and
 // must say so in its report and exit code.
 func TestInterruptLetsTargetsSettle(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
-	s.deployV1(ctx, fixture.Web)
-	s.setVariant(fixture.Web, fixture.V2)
-	p, lines, wait := s.startTether(ctx, "deploy", "--confirm-timeout", short, fixture.Web)
-	waitLine(t, lines, "activating", time.Minute)
+	ctx, s := newSandbox(t, sandboxOpts{})
+	p, wait := s.activatingV2(ctx, fixture.Web, "--confirm-timeout", short)
 	p.Signal(syscall.SIGTERM)
 	r := wait()
 	if r.code != exitRolledBack {
@@ -477,13 +462,8 @@ func TestInterruptLetsTargetsSettle(t *testing.T) {
 // activating: tether cannot learn how the deploy ended and must say the
 // state is uncertain (exit 4), not guess. frame1, left alone, rolls back.
 func TestLostContactIsUncertain(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s := newSandbox(t, sandboxOpts{})
-	s.deployV1(ctx, fixture.Frame1)
-	s.setVariant(fixture.Frame1, fixture.V2)
-	_, lines, wait := s.startTether(ctx, "deploy", "--confirm-timeout", "4s", "--activation-timeout", "4s", fixture.Frame1)
-	waitLine(t, lines, "activating", time.Minute)
+	ctx, s := newSandbox(t, sandboxOpts{})
+	_, wait := s.activatingV2(ctx, fixture.Frame1, "--confirm-timeout", "4s", "--activation-timeout", "4s")
 	s.fleet.Relay.Cut()
 	r := wait()
 	s.fleet.Relay.Restore()

@@ -19,9 +19,7 @@ func TestCrashedRunIsCleaned(t *testing.T) {
 		crashChild()
 		return
 	}
-	if err := Check(); err != nil {
-		SkipOrFail(t, err.Error())
-	}
+	NeedHosts(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashedRunIsCleaned$")
 	cmd.Env = append(os.Environ(), "TESTHOST_CRASH_CHILD=1")
 	cmd.Stderr = os.Stderr

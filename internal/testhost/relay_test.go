@@ -9,30 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/internal/testhost"
 )
 
 // echoServer echoes every connection until the client half-closes.
 func echoServer(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				_, _ = io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testenv.Serve(t, "tcp", "127.0.0.1:0", func(c net.Conn) { _, _ = io.Copy(c, c) }).String()
 }
 
 func newRelay(t *testing.T) *testhost.Relay {

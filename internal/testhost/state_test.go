@@ -1,18 +1,17 @@
 package testhost_test
 
 import (
-	"context"
 	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/internal/testhost"
 )
 
 func TestRelayControl(t *testing.T) {
 	r := newRelay(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testenv.Context(t, 30*time.Second)
 	sock := filepath.Join(t.TempDir(), "relay.sock")
 	if err := testhost.ServeControl(ctx, r, sock); err != nil {
 		t.Fatal(err)

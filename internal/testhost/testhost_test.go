@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/internal/testhost"
 	"golang.org/x/crypto/ssh"
 )
@@ -321,20 +322,17 @@ func TestHomeTopology(t *testing.T) {
 // waitRefused waits until nothing listens at addr any more.
 func waitRefused(t *testing.T, addr string) {
 	t.Helper()
-	for i := 0; ; i++ {
+	testenv.Eventually(t, 10*time.Second, "nothing to listen at "+addr, func() bool {
 		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
-		if err != nil {
-			if !errors.Is(err, syscall.ECONNREFUSED) {
-				t.Fatalf("dial %s: %v (want connection refused)", addr, err)
-			}
-			return
+		if err == nil {
+			c.Close()
+			return false
 		}
-		c.Close()
-		if i > 500 {
-			t.Fatalf("%s still accepts connections", addr)
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("dial %s: %v (want connection refused)", addr, err)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return true
+	})
 }
 
 func TestDirectTopology(t *testing.T) {
@@ -358,9 +356,7 @@ func TestDirectTopology(t *testing.T) {
 }
 
 func TestCloseLeavesNothing(t *testing.T) {
-	if err := testhost.Check(); err != nil {
-		testhost.SkipOrFail(t, err.Error())
-	}
+	testhost.NeedHosts(t)
 	ctx := context.Background()
 	f, err := testhost.Start(ctx, testhost.Options{Topology: testhost.Home, Logf: t.Logf})
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tetherdeploy/tether/internal/testenv"
 )
 
 // StartT starts a fleet for a test and removes it (and checks that nothing of
@@ -16,9 +18,7 @@ import (
 // is skipped with a loud reason, or fails when TETHER_E2E=require.
 func StartT(t testing.TB, opts Options) *Fleet {
 	t.Helper()
-	if err := Check(); err != nil {
-		SkipOrFail(t, err.Error())
-	}
+	NeedHosts(t)
 	if opts.Logf == nil {
 		opts.Logf = t.Logf
 	}
@@ -46,15 +46,15 @@ func StartT(t testing.TB, opts Options) *Fleet {
 	return f
 }
 
-// SkipOrFail skips a test that needs sandbox hosts, saying so loudly, or
-// fails it when the environment says end-to-end tests are required
-// (TETHER_E2E=require, set by scripts/test.sh as root).
-func SkipOrFail(t testing.TB, reason string) {
+// NeedHosts passes where sandbox hosts can run, and otherwise skips the
+// test loudly with what is missing, or fails it under TETHER_E2E=require
+// (testenv.SkipOrFail). Tests that start fleets their own way (Start,
+// a child process) call it first, as StartT does.
+func NeedHosts(t testing.TB) {
 	t.Helper()
-	if os.Getenv("TETHER_E2E") == "require" {
-		t.Fatalf("END-TO-END TEST CANNOT RUN (TETHER_E2E=require): %s", reason)
+	if err := Check(); err != nil {
+		testenv.SkipOrFail(t, err.Error())
 	}
-	t.Skipf("!!! SKIPPING END-TO-END TEST: %s (set TETHER_E2E=require to make this a failure)", reason)
 }
 
 var interruptOnce sync.Once

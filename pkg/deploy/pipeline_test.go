@@ -157,7 +157,9 @@ func newPipeNode(t *testing.T) *pipeNode {
 
 type dialFunc func(context.Context, remote.Target) (*remote.Client, error)
 
-func (f dialFunc) Dial(ctx context.Context, t remote.Target) (*remote.Client, error) { return f(ctx, t) }
+func (f dialFunc) Dial(ctx context.Context, t remote.Target) (*remote.Client, error) {
+	return f(ctx, t)
+}
 
 // system makes a system whose switch-to-configuration appends "<name>
 // <action>" to the history and exits with code (for switch and test).

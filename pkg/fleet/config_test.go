@@ -155,16 +155,23 @@ command = []
 			if !errors.As(err, &ce) {
 				t.Fatalf("error %T is not a *ConfigError: %v", err, err)
 			}
-			msg := err.Error()
-			rest := msg
-			for _, w := range tt.want {
-				i := strings.Index(rest, w)
-				if i < 0 {
-					t.Fatalf("error does not contain %q (in order):\n%s", w, msg)
-				}
-				rest = rest[i+len(w):]
-			}
+			wantInOrder(t, err, tt.want)
 		})
+	}
+}
+
+// wantInOrder fails the test unless err's message holds each of want in
+// this order: a joined error lists its parts as the file reads.
+func wantInOrder(t *testing.T, err error, want []string) {
+	t.Helper()
+	msg := err.Error()
+	rest := msg
+	for _, w := range want {
+		i := strings.Index(rest, w)
+		if i < 0 {
+			t.Fatalf("error does not contain %q (in order):\n%s", w, msg)
+		}
+		rest = rest[i+len(w):]
 	}
 }
 

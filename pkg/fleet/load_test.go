@@ -436,15 +436,7 @@ func TestLoadErrors(t *testing.T) {
 			if err == nil {
 				t.Fatal("no error")
 			}
-			msg := err.Error()
-			rest := msg
-			for _, w := range tt.want {
-				i := strings.Index(rest, w)
-				if i < 0 {
-					t.Fatalf("error does not contain %q (in order):\n%s", w, msg)
-				}
-				rest = rest[i+len(w):]
-			}
+			wantInOrder(t, err, tt.want)
 		})
 	}
 }

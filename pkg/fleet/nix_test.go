@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	testfixture "github.com/tetherdeploy/tether/internal/fixture"
+	"github.com/tetherdeploy/tether/internal/testenv"
 )
 
 // nixEvaluator runs the real nix CLI. It lives in the test because the
@@ -23,7 +26,7 @@ func (e nixEvaluator) EvalJSON(ctx context.Context, installable, apply string, o
 	argv := []string{e.nix, "eval", "--json", installable, "--apply", apply}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	// Never let nix reach for a binary cache: there is no network here.
-	cmd.Env = append(os.Environ(), "NIX_CONFIG=experimental-features = nix-command flakes\nsubstituters =")
+	cmd.Env = testfixture.NixEnv(os.Environ())
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -32,15 +35,12 @@ func (e nixEvaluator) EvalJSON(ctx context.Context, installable, apply string, o
 	return json.Unmarshal(stdout.Bytes(), out)
 }
 
+// requireNix skips a test that needs real nix, loudly, or fails it when
+// TETHER_E2E=require says it must run.
 func requireNix(t *testing.T) nixEvaluator {
 	t.Helper()
-	path, err := exec.LookPath("nix")
-	if err != nil {
-		if os.Getenv("TETHER_E2E") == "require" {
-			t.Fatalf("nix is required (TETHER_E2E=require) but not found: %v", err)
-		}
-		t.Skipf("SKIPPING REAL-NIX TEST: nix not found in PATH (%v); set TETHER_E2E=require to make this a failure", err)
-	}
+	testenv.NeedCommands(t, "nix")
+	path, _ := exec.LookPath("nix")
 	return nixEvaluator{nix: path}
 }
 

@@ -2,7 +2,6 @@ package nix_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -16,33 +15,15 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tetherdeploy/tether/internal/fixture"
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/pkg/nix"
 )
 
-// requireReal skips a test that needs real nix, loudly, or fails it when
-// TETHER_E2E=require says it must run.
+// requireReal gates the tests that write to the real nix store.
 func requireReal(t *testing.T) {
 	t.Helper()
-	var missing []string
-	for _, cmd := range []string{"nix", "nix-store"} {
-		if _, err := exec.LookPath(cmd); err != nil {
-			missing = append(missing, cmd)
-		}
-	}
-	if _, err := os.Stat(fixture.DefaultBusybox); err != nil {
-		missing = append(missing, fixture.DefaultBusybox)
-	}
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root (writes to the nix store)")
-	}
-	if len(missing) == 0 {
-		return
-	}
-	msg := "SKIPPING REAL NIX TEST, missing " + strings.Join(missing, ", ") + " (TETHER_E2E=require makes this fatal)"
-	if os.Getenv("TETHER_E2E") == "require" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
+	testenv.NeedNix(t)
+	testenv.NeedRoot(t, "writes to the nix store")
 }
 
 type testLog struct{ t *testing.T }
@@ -56,21 +37,12 @@ func realRunner(t *testing.T) *nix.Runner {
 	return &nix.Runner{Exec: nix.Local{Env: fixture.NixEnv(os.Environ())}, Log: testLog{t}}
 }
 
-func ctxFor(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // builtFleet evaluates frame1's v1 and v2 to derivations and realises them
 // with GC roots, as a deploy does.
 func builtFleet(t *testing.T, r *nix.Runner) (tops map[string]string, roots string) {
 	t.Helper()
-	ctx := ctxFor(t)
-	ref, err := fixture.Prepare(filepath.Join(t.TempDir(), "fleet"), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx := testenv.Context(t, 5*time.Minute)
+	ref := testenv.FixtureFlake(t)
 	var drvs map[string]string
 	if err := r.EvalJSON(ctx, ref+"#variants.frame1", `vs: { inherit (builtins.mapAttrs (_: v: v.drvPath) vs) v1 v2; }`, &drvs); err != nil {
 		t.Fatal(err)
@@ -92,7 +64,7 @@ func builtFleet(t *testing.T, r *nix.Runner) (tops map[string]string, roots stri
 
 func TestRealVersion(t *testing.T) {
 	requireReal(t)
-	v, err := realRunner(t).Version(ctxFor(t))
+	v, err := realRunner(t).Version(testenv.Context(t, 5*time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +99,7 @@ func TestRealRealiseRootsOutputs(t *testing.T) {
 	if d := cmp.Diff(want, rooted); d != "" {
 		t.Errorf("GC roots (-want +got):\n%s", d)
 	}
-	missing, err := r.Missing(ctxFor(t), want)
+	missing, err := r.Missing(testenv.Context(t, 5*time.Minute), want)
 	if err != nil || len(missing) != 0 {
 		t.Errorf("realised outputs missing from the store: %v %v", missing, err)
 	}
@@ -137,7 +109,7 @@ func TestRealRealiseRootsOutputs(t *testing.T) {
 // stream the log, and map and root both outputs.
 func TestRealRealiseBuildsNewMultiOutputDerivation(t *testing.T) {
 	requireReal(t)
-	ctx := ctxFor(t)
+	ctx := testenv.Context(t, 5*time.Minute)
 	dir := t.TempDir()
 	if err := fixture.PutBusybox(filepath.Join(dir, "bb")); err != nil {
 		t.Fatal(err)
@@ -150,11 +122,7 @@ func TestRealRealiseBuildsNewMultiOutputDerivation(t *testing.T) {
 	}`
 	cmd := exec.CommandContext(ctx, "nix-instantiate", "--expr", expr)
 	cmd.Env = fixture.NixEnv(os.Environ())
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("nix-instantiate: %v", err)
-	}
-	drv := strings.TrimSpace(string(out))
+	drv := strings.TrimSpace(string(testenv.Output(t, cmd)))
 
 	var log bytes.Buffer
 	r := &nix.Runner{Exec: nix.Local{Env: fixture.NixEnv(os.Environ())}, Log: &log}
@@ -187,7 +155,7 @@ func TestRealClosureMatchesTheStore(t *testing.T) {
 	requireReal(t)
 	r := realRunner(t)
 	tops, _ := builtFleet(t, r)
-	ctx := ctxFor(t)
+	ctx := testenv.Context(t, 5*time.Minute)
 	closure, err := r.Closure(ctx, []string{tops["v2"]})
 	if err != nil {
 		t.Fatal(err)
@@ -208,21 +176,14 @@ func TestRealClosureMatchesTheStore(t *testing.T) {
 	}
 
 	// Same paths and sizes as nix-store reports directly.
-	out, err := exec.Command("nix-store", "--query", "--requisites", tops["v2"]).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := strings.Fields(string(out))
+	want := strings.Fields(string(testenv.Output(t, exec.Command("nix-store", "--query", "--requisites", tops["v2"]))))
 	got := slices.Clone(paths)
 	slices.Sort(want)
 	slices.Sort(got)
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("closure paths (-nix-store +Closure):\n%s", d)
 	}
-	out, err = exec.Command("nix-store", append([]string{"--query", "--size"}, paths...)...).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := testenv.Output(t, exec.Command("nix-store", append([]string{"--query", "--size"}, paths...)...))
 	for i, s := range strings.Fields(string(out)) {
 		if n, _ := strconv.ParseInt(s, 10, 64); n != closure[i].NarSize || n == 0 {
 			t.Errorf("%s: NarSize %d, nix-store says %s", closure[i].Path, closure[i].NarSize, s)
@@ -236,7 +197,7 @@ func TestRealSubclosureOfAFleetQuery(t *testing.T) {
 	requireReal(t)
 	r := realRunner(t)
 	tops, _ := builtFleet(t, r)
-	ctx := ctxFor(t)
+	ctx := testenv.Context(t, 5*time.Minute)
 	both, err := r.Closure(ctx, []string{tops["v1"], tops["v2"]})
 	if err != nil {
 		t.Fatal(err)
@@ -266,7 +227,7 @@ func TestRealExportImportIntoAnotherStore(t *testing.T) {
 	requireReal(t)
 	r := realRunner(t)
 	tops, _ := builtFleet(t, r)
-	ctx := ctxFor(t)
+	ctx := testenv.Context(t, 5*time.Minute)
 	other := &nix.Runner{Exec: r.Exec, Log: r.Log, Store: "local?root=" + filepath.Join(t.TempDir(), "other")}
 
 	copyClosure := func(top string) (sent []string) {
@@ -351,11 +312,8 @@ func TestRealExportImportIntoAnotherStore(t *testing.T) {
 func TestRealBuildAndFailureReport(t *testing.T) {
 	requireReal(t)
 	r := realRunner(t)
-	ctx := ctxFor(t)
-	ref, err := fixture.Prepare(filepath.Join(t.TempDir(), "fleet"), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx := testenv.Context(t, 5*time.Minute)
+	ref := testenv.FixtureFlake(t)
 	res, err := r.Build(ctx, []string{ref + "#" + fixture.ProfileAttr(fixture.Web, fixture.V1)})
 	if err != nil {
 		t.Fatal(err)

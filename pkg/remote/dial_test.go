@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/pkg/remote/remotetest"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
@@ -184,11 +185,7 @@ func TestHostKeyRefusal(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFixture(t)
-			s := f.server(remotetest.Options{Name: "web"})
-			if k := tt.known(s); k != "" {
-				f.pin(k)
-			}
+			f, s := webPinning(t, tt.known)
 			_, err := f.dialer.Dial(context.Background(), tt.target(s))
 			var hk *HostKeyError
 			if !errors.As(err, &hk) {
@@ -212,6 +209,18 @@ func TestHostKeyRefusal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// webPinning starts a server named web and pins what known says of it
+// ("" pins nothing), as each host key case sets up its known_hosts.
+func webPinning(t *testing.T, known func(*remotetest.Server) string) (*fixture, *remotetest.Server) {
+	t.Helper()
+	f := newFixture(t)
+	s := f.server(remotetest.Options{Name: "web"})
+	if k := known(s); k != "" {
+		f.pin(k)
+	}
+	return f, s
 }
 
 func TestHostKeyAccepted(t *testing.T) {
@@ -257,11 +266,7 @@ func TestHostKeyAccepted(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFixture(t)
-			s := f.server(remotetest.Options{Name: "web"})
-			if k := tt.known(s); k != "" {
-				f.pin(k)
-			}
+			f, s := webPinning(t, tt.known)
 			c := f.dial(tt.target(s))
 			if _, err := c.Output(context.Background(), "true"); err != nil {
 				t.Fatal(err)
@@ -395,24 +400,11 @@ func TestExpandProxyCommandQuotesValues(t *testing.T) {
 func TestDialTimeout(t *testing.T) {
 	// A listener that accepts and never speaks SSH, like a port forward to
 	// a dead machine.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
+	addr := testenv.Serve(t, "tcp", "127.0.0.1:0", func(net.Conn) { <-t.Context().Done() })
 	f := newFixture(t)
 	f.dialer.DialTimeout = 200 * time.Millisecond
-	port := ln.Addr().(*net.TCPAddr).Port
-	_, err = f.dialer.Dial(context.Background(), Target{Name: "dead", Host: "127.0.0.1", Port: port})
+	port := addr.(*net.TCPAddr).Port
+	_, err := f.dialer.Dial(context.Background(), Target{Name: "dead", Host: "127.0.0.1", Port: port})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Dial = %v, want a deadline error", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/internal/testhost"
 	"github.com/tetherdeploy/tether/pkg/remote"
 	"golang.org/x/crypto/ssh"
@@ -101,7 +102,7 @@ func TestRealSSHD(t *testing.T) {
 			errc <- c.Run(rctx, remote.Cmd{Argv: []string{"sh", "-c", "trap '' TERM HUP; sleep 1000 & echo $! > /tmp/e2e-pid.tmp; mv /tmp/e2e-pid.tmp /tmp/e2e-pid; wait"}})
 		}()
 		var pid string
-		waitFor(t, "the remote command to start", func() bool {
+		testenv.Eventually(t, 20*time.Second, "the remote command to start", func() bool {
 			out, err := rpi.ReadFile(ctx, "/tmp/e2e-pid")
 			pid = strings.TrimSpace(string(out))
 			return err == nil && pid != ""
@@ -110,7 +111,7 @@ func TestRealSSHD(t *testing.T) {
 		if err := <-errc; !errors.Is(err, context.Canceled) {
 			t.Errorf("Run = %v, want context.Canceled", err)
 		}
-		waitFor(t, "sshd to kill the remote sleep "+pid, func() bool {
+		testenv.Eventually(t, 20*time.Second, "sshd to kill the remote sleep "+pid, func() bool {
 			_, err := rpi.Exec(ctx, "sh", "-c", `s=$(cut -d' ' -f3 /proc/"$1"/stat 2>/dev/null) || exit 1; [ "$s" != Z ]`, "sh", pid)
 			return err != nil
 		})
@@ -174,7 +175,7 @@ func TestRealSSHD(t *testing.T) {
 		go func() {
 			errc <- c3.Run(guard, remote.Cmd{Argv: []string{"sh", "-c", "touch /tmp/e2e-cut; exec sleep 1000"}})
 		}()
-		waitFor(t, "the command to start", func() bool {
+		testenv.Eventually(t, 20*time.Second, "the command to start", func() bool {
 			_, err := rpi.ReadFile(ctx, "/tmp/e2e-cut")
 			return err == nil
 		})
@@ -185,15 +186,4 @@ func TestRealSSHD(t *testing.T) {
 			t.Errorf("Run over a cut tunnel = %v, want a connection error", err)
 		}
 	})
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

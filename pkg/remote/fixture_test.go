@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
-	"net"
 	"os/exec"
 	"testing"
 	"time"
@@ -70,8 +69,6 @@ func (f *fixture) dial(t Target) *Client {
 }
 
 var execCommand = exec.Command
-
-func netListenUnix(path string) (net.Listener, error) { return net.Listen("unix", path) }
 
 func ed25519Key(t *testing.T) (ed25519.PublicKey, ed25519.PrivateKey, error) {
 	t.Helper()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/pkg/remote/remotetest"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
@@ -144,17 +146,6 @@ func processGone(pid int) bool {
 	return len(fields) > 0 && fields[0] == "Z"
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestCancelKillsRemoteCommand(t *testing.T) {
 	for _, refuse := range []bool{false, true} {
 		t.Run(fmt.Sprintf("server refuses signals=%v", refuse), func(t *testing.T) {
@@ -179,7 +170,7 @@ func testCancelKills(t *testing.T, c *Client, dir string) {
 		errc <- c.Run(ctx, Cmd{Argv: []string{"sh", "-c", `trap '' TERM HUP; sleep 1000 & echo $! > pid.tmp; mv pid.tmp pid; wait`}})
 	}()
 	var pid int
-	waitFor(t, "the remote command to start", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the remote command to start", func() bool {
 		b, err := os.ReadFile(pidFile)
 		if err != nil {
 			return false
@@ -192,7 +183,7 @@ func testCancelKills(t *testing.T, c *Client, dir string) {
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Run = %v, want context.Canceled", err)
 	}
-	waitFor(t, fmt.Sprintf("remote sleep (pid %d) to be killed", pid), func() bool { return processGone(pid) })
+	testenv.Eventually(t, 10*time.Second, fmt.Sprintf("remote sleep (pid %d) to be killed", pid), func() bool { return processGone(pid) })
 
 	// The connection is still good for the next command.
 	if _, err := c.Output(context.Background(), "true"); err != nil {
@@ -205,14 +196,14 @@ func TestCutConnectionFailsInsteadOfHanging(t *testing.T) {
 	f.dialer.KeepaliveInterval = 50 * time.Millisecond
 	f.dialer.KeepaliveMax = 3
 	c, s, _ := webClient(t, f)
-	waitFor(t, "a keepalive to reach the server", func() bool { return s.Keepalives() > 0 })
+	testenv.Eventually(t, 10*time.Second, "a keepalive to reach the server", func() bool { return s.Keepalives() > 0 })
 
 	// A guard so that a hang fails the test instead of timing it out.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(ctx, Cmd{Argv: []string{"sleep", "1000"}}) }()
-	waitFor(t, "the command to start", func() bool { return len(s.Execs()) == 1 })
+	testenv.Eventually(t, 10*time.Second, "the command to start", func() bool { return len(s.Execs()) == 1 })
 	s.Freeze()
 	err := <-errc
 	if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "no answer to keepalive") {
@@ -235,7 +226,7 @@ func TestCancelOnCutConnectionReturns(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(ctx, Cmd{Argv: []string{"sleep", "1000"}}) }()
-	waitFor(t, "the command to start", func() bool { return len(s.Execs()) == 1 })
+	testenv.Eventually(t, 10*time.Second, "the command to start", func() bool { return len(s.Execs()) == 1 })
 	s.Freeze()
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
@@ -273,12 +264,12 @@ func TestNoGoroutinesLeftBehind(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() { errc <- c.Run(ctx, Cmd{Argv: []string{"sleep", "1000"}, Stdin: strings.NewReader("x")}) }()
-	waitFor(t, "the command to start", func() bool { return len(s.Execs()) == 2 })
+	testenv.Eventually(t, 10*time.Second, "the command to start", func() bool { return len(s.Execs()) == 2 })
 	cancel()
 	<-errc
 	c.Close()
 
-	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base })
+	testenv.Eventually(t, 10*time.Second, "goroutines to end", func() bool { return runtime.NumGoroutine() <= base })
 }
 
 func TestUpload(t *testing.T) {
@@ -485,23 +476,7 @@ func serveAgent(t *testing.T, keyPEM []byte) string {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(t.TempDir(), "agent.sock")
-	ln, err := netListenUnix(sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				agent.ServeAgent(kr, c)
-				c.Close()
-			}()
-		}
-	}()
+	testenv.Serve(t, "unix", sock, func(c net.Conn) { agent.ServeAgent(kr, c) })
 	return sock
 }
 

@@ -1,7 +1,6 @@
 package transfer_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/tetherdeploy/tether/internal/fixture"
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/internal/testhost"
 	"github.com/tetherdeploy/tether/pkg/nix"
 	"github.com/tetherdeploy/tether/pkg/remote"
@@ -36,12 +36,7 @@ type world struct {
 // run (fails under TETHER_E2E=require).
 func startWorld(t *testing.T) *world {
 	t.Helper()
-	if _, err := exec.LookPath("nix-store"); err != nil {
-		testhost.SkipOrFail(t, "nix-store not found: "+err.Error())
-	}
-	if _, err := os.Stat(fixture.DefaultBusybox); err != nil {
-		testhost.SkipOrFail(t, "static busybox for the fixture: "+err.Error())
-	}
+	testenv.NeedNix(t)
 	fl := testhost.StartT(t, testhost.Options{Topology: testhost.Home})
 	for _, name := range []string{fixture.Frame1, fixture.RPi, fixture.Web} {
 		if fl.Host(name) == nil {
@@ -116,10 +111,7 @@ func (w *world) dial(t *testing.T, ctx context.Context, name string) *remote.Cli
 // runner, keyed "<host>/<variant>", rooted until the test ends.
 func (w *world) buildSystems(t *testing.T, ctx context.Context, want ...[2]string) map[string]string {
 	t.Helper()
-	ref, err := fixture.Prepare(filepath.Join(t.TempDir(), "fleet"), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ref := testenv.FixtureFlake(t)
 	out := map[string]string{}
 	for _, hv := range want {
 		out[hv[0]+"/"+hv[1]] = w.build(t, ctx, ref+"#"+fixture.VariantAttr(hv[0], hv[1]))
@@ -208,13 +200,7 @@ func runLocal(t *testing.T, ctx context.Context, argv ...string) []byte {
 	t.Helper()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = fixture.NixEnv(os.Environ())
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, stderr.String())
-	}
-	return out
+	return testenv.Output(t, cmd)
 }
 
 func sortedPaths(m map[string]nix.PathInfo) []string {
@@ -303,15 +289,4 @@ func running(t *testing.T, h *testhost.Host, name string) []int {
 		}
 	}
 	return out
-}
-
-func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %s waiting for %s", limit, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/tetherdeploy/tether/internal/fixture"
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/pkg/nix"
 	"github.com/tetherdeploy/tether/pkg/remote"
 	"github.com/tetherdeploy/tether/pkg/transfer"
@@ -30,8 +31,7 @@ import (
 // leaves the destination consistent, and the next copy sends only the rest.
 func TestFoundation(t *testing.T) {
 	w := startWorld(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
+	ctx := testenv.Context(t, 10*time.Minute)
 	systems := w.buildSystems(t, ctx,
 		[2]string{fixture.RPi, fixture.V1}, [2]string{fixture.RPi, fixture.V2},
 		[2]string{fixture.Web, fixture.V1}, [2]string{fixture.Web, fixture.V2})
@@ -313,16 +313,15 @@ func testTunnelCut(t *testing.T, ctx context.Context, w *world, tag string, cut 
 	}()
 
 	// Cut once part of the closure has arrived.
-	for {
+	testenv.Eventually(t, 2*time.Minute, "part of the closure to arrive on rpi", func() bool {
 		select {
 		case r := <-done:
 			t.Fatalf("the copy ended before the tunnel was cut (%+v, %v): the closure is too small for the relay's rate", r.st, r.err)
-		case <-time.After(100 * time.Millisecond):
+		default:
 		}
-		if valid, _ := validity(t, ctx, rpi, paths); len(valid) > 0 {
-			break
-		}
-	}
+		valid, _ := validity(t, ctx, rpi, paths)
+		return len(valid) > 0
+	})
 	cut()
 	cutAt := time.Now()
 	var r result
@@ -348,7 +347,7 @@ func testTunnelCut(t *testing.T, ctx context.Context, w *world, tag string, cut 
 
 	// The destination is consistent: what it holds valid is complete,
 	// with everything it refers to.
-	waitUntil(t, "the interrupted import on rpi to end", 30*time.Second, func() bool {
+	testenv.Eventually(t, 30*time.Second, "the interrupted import on rpi to end", func() bool {
 		return len(running(t, rpi, "nix-store")) == 0
 	})
 	valid, lacking := validity(t, ctx, rpi, paths)

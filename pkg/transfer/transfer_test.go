@@ -177,9 +177,16 @@ func newEnds(t *testing.T) *ends {
 
 func (e *ends) copy(t *testing.T, opts transfer.Options) (transfer.Stats, error) {
 	t.Helper()
+	return copyWithin30s(t, e.srcRec, e.dstRec, opts)
+}
+
+// copyWithin30s copies the test closure from src to dst and fails the test
+// if Copy has not returned 30s later: a deadlock fails, it does not hang.
+func copyWithin30s(t *testing.T, src, dst nix.Executor, opts transfer.Options) (transfer.Stats, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := transfer.Copy(ctx, &nix.Runner{Exec: e.srcRec}, &nix.Runner{Exec: e.dstRec}, roots, opts)
+	st, err := transfer.Copy(ctx, &nix.Runner{Exec: src}, &nix.Runner{Exec: dst}, roots, opts)
 	if ctx.Err() != nil {
 		t.Fatalf("Copy did not return before its 30s deadline (deadlock?): %v", err)
 	}
@@ -385,6 +392,16 @@ func (s *scripted) Run(ctx context.Context, argv []string, stdin io.Reader, stdo
 	return s.FakeExecutor.Run(ctx, argv, stdin, stdout, stderr)
 }
 
+// scriptedEnds are a source holding the test closure and a destination
+// lacking all of it, whose export and import the test scripts.
+func scriptedEnds() (src, dst *scripted) {
+	src = &scripted{FakeExecutor: &nix.FakeExecutor{}}
+	dst = &scripted{FakeExecutor: &nix.FakeExecutor{}}
+	expectClosure(src.FakeExecutor)
+	expectMissing(dst.FakeExecutor, importOrd, importOrd)
+	return src, dst
+}
+
 type exitCode int
 
 func (e exitCode) Error() string { return "exit status " + strconv.Itoa(int(e)) }
@@ -414,10 +431,7 @@ func TestCopyImporterFailureStopsExporter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src := &scripted{FakeExecutor: &nix.FakeExecutor{}}
-			dst := &scripted{FakeExecutor: &nix.FakeExecutor{}}
-			expectClosure(src.FakeExecutor)
-			expectMissing(dst.FakeExecutor, importOrd, importOrd)
+			src, dst := scriptedEnds()
 			exportReturned := make(chan error, 1)
 			src.export = endlessExport(exportReturned)
 			dst.imp = func(ctx context.Context, stdin io.Reader, stderr io.Writer) error {
@@ -430,13 +444,7 @@ func TestCopyImporterFailureStopsExporter(t *testing.T) {
 			// Which end notices first is a race; run it often enough
 			// that the wrong error would show.
 			for range 100 {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				st, err := transfer.Copy(ctx, &nix.Runner{Exec: src}, &nix.Runner{Exec: dst}, roots, transfer.Options{})
-				timedOut := ctx.Err() != nil
-				cancel()
-				if timedOut {
-					t.Fatalf("Copy did not return before its 30s deadline (deadlock?): %v", err)
-				}
+				st, err := copyWithin30s(t, src, dst, transfer.Options{})
 				if err == nil {
 					t.Fatal("Copy succeeded though the destination failed")
 				}
@@ -461,10 +469,7 @@ func TestCopyImporterFailureStopsExporter(t *testing.T) {
 }
 
 func TestCopyExporterFailureReported(t *testing.T) {
-	src := &scripted{FakeExecutor: &nix.FakeExecutor{}}
-	dst := &scripted{FakeExecutor: &nix.FakeExecutor{}}
-	expectClosure(src.FakeExecutor)
-	expectMissing(dst.FakeExecutor, importOrd, importOrd)
+	src, dst := scriptedEnds()
 	src.export = func(ctx context.Context, w io.Writer) error {
 		io.WriteString(w, "partial stream")
 		return errors.New("error: path '" + glibc + "' is not valid")
@@ -479,12 +484,7 @@ func TestCopyExporterFailureReported(t *testing.T) {
 		importReturned <- err
 		return exitCode(1)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	_, err := transfer.Copy(ctx, &nix.Runner{Exec: src}, &nix.Runner{Exec: dst}, roots, transfer.Options{})
-	if ctx.Err() != nil {
-		t.Fatalf("Copy did not return before its 30s deadline (deadlock?): %v", err)
-	}
+	_, err := copyWithin30s(t, src, dst, transfer.Options{})
 	if err == nil || !strings.Contains(err.Error(), "is not valid") || !strings.Contains(err.Error(), "export") {
 		t.Errorf("Copy error = %v, want the exporter's failure", err)
 	}
@@ -496,10 +496,7 @@ func TestCopyExporterFailureReported(t *testing.T) {
 }
 
 func TestCopyCancelled(t *testing.T) {
-	src := &scripted{FakeExecutor: &nix.FakeExecutor{}}
-	dst := &scripted{FakeExecutor: &nix.FakeExecutor{}}
-	expectClosure(src.FakeExecutor)
-	expectMissing(dst.FakeExecutor, importOrd, importOrd)
+	src, dst := scriptedEnds()
 	exportReturned := make(chan error, 1)
 	src.export = endlessExport(exportReturned)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -538,10 +535,7 @@ func TestCopyCancelled(t *testing.T) {
 // still be reading the stream; nothing of that may reach Progress once
 // Copy has returned.
 func TestCopyNoProgressAfterReturn(t *testing.T) {
-	src := &scripted{FakeExecutor: &nix.FakeExecutor{}}
-	dst := &scripted{FakeExecutor: &nix.FakeExecutor{}}
-	expectClosure(src.FakeExecutor)
-	expectMissing(dst.FakeExecutor, importOrd, importOrd)
+	src, dst := scriptedEnds()
 	src.export = endlessExport(make(chan error, 1))
 	leftover := make(chan struct{})
 	dst.imp = func(ctx context.Context, stdin io.Reader, stderr io.Writer) error {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/pkg/agent"
 )
 
@@ -108,9 +109,7 @@ func TestReadProfile(t *testing.T) {
 }
 
 func TestStateDirOwner(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("!!! SKIPPED: needs root to give the state dir another owner")
-	}
+	testenv.NeedRoot(t, "to give the state dir another owner")
 	dir := filepath.Join(t.TempDir(), "tether")
 	if err := ensureStateDir(dir, nil); err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/internal/testhost"
 )
 
@@ -33,9 +34,7 @@ func TestUsageErrors(t *testing.T) {
 // steer the relay through `relay`, stop with a signal (here: the context),
 // and check that nothing is left.
 func TestUpRelayAndStop(t *testing.T) {
-	if err := testhost.Check(); err != nil {
-		testhost.SkipOrFail(t, err.Error())
-	}
+	testhost.NeedHosts(t)
 	state := filepath.Join(t.TempDir(), "state.json")
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -45,21 +44,18 @@ func TestUpRelayAndStop(t *testing.T) {
 		done <- run(ctx, []string{"up", "--state", state, "--latency", "5ms"}, &bytes.Buffer{}, &upErr)
 	}()
 	var s testhost.State
-	for deadline := time.Now().Add(3 * time.Minute); ; {
+	testenv.Eventually(t, 3*time.Minute, "up to write its state file", func() bool {
 		var err error
 		if s, err = testhost.ReadState(state); err == nil {
-			break
+			return true
 		}
 		select {
 		case code := <-done:
 			t.Fatalf("up exited %d: %s", code, upErr.String())
-		case <-time.After(100 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			stop()
-			t.Fatalf("no state file: %s", upErr.String())
-		}
-	}
+		return false
+	})
 	if len(s.Hosts) != 3 || s.Relay == "" || s.Control == "" || s.KnownHosts == "" {
 		t.Errorf("state %+v", s)
 	}
