@@ -11,6 +11,7 @@ import (
 
 	"github.com/tetherdeploy/tether/pkg/deploy"
 	"github.com/tetherdeploy/tether/pkg/fleet"
+	"github.com/tetherdeploy/tether/pkg/nix"
 )
 
 // FakeEngine is an Engine for tests of the front ends: it answers each
@@ -23,6 +24,16 @@ type FakeEngine struct {
 	DeployReport   func(nodes []*fleet.Node, opts deploy.Options) *deploy.Report
 	RollbackReport func(nodes []*fleet.Node, opts deploy.RollbackOptions) *deploy.Report
 	NodeStatus     func(nodes []*fleet.Node) []deploy.NodeStatus
+	// Closures answers Build: each node's new closure (keyed by node
+	// name); a node in BuildErrors failed to build.
+	Closures    map[string][]nix.PathInfo
+	BuildErrors map[string]error
+	// States answers Inspect; a node in InspectErrors is unreachable.
+	States        map[string]deploy.NodeState
+	InspectErrors map[string]error
+	// Events is where the engine reports: set it from App.Engine's
+	// events argument to see what the operations are told.
+	Events deploy.Sink
 
 	mu    sync.Mutex
 	calls []string
@@ -70,11 +81,38 @@ func (f *FakeEngine) Status(_ context.Context, nodes []*fleet.Node, _ int) []dep
 }
 
 func (f *FakeEngine) Build(context.Context, []*fleet.Node, deploy.Options) deploy.Builds {
-	panic("FakeEngine: unexpected Build")
+	f.record("build")
+	if f.Closures == nil && f.BuildErrors == nil {
+		panic("FakeEngine: unexpected Build")
+	}
+	return fakeBuilds{f}
 }
 
+type fakeBuilds struct{ f *FakeEngine }
+
+func (b fakeBuilds) Closure(_ context.Context, node, root string) ([]nix.PathInfo, error) {
+	if err := b.f.BuildErrors[node]; err != nil {
+		return nil, err
+	}
+	c, ok := b.f.Closures[node]
+	if !ok {
+		return nil, fmt.Errorf("FakeEngine: no closure for %s", node)
+	}
+	return c, nil
+}
+
+func (b fakeBuilds) Close(context.Context) {}
+
 func (f *FakeEngine) Inspect(_ context.Context, n *fleet.Node) (deploy.NodeState, error) {
-	panic(fmt.Sprintf("FakeEngine: unexpected Inspect of %s", n.Name))
+	f.record("inspect " + n.Name)
+	if err := f.InspectErrors[n.Name]; err != nil {
+		return deploy.NodeState{}, err
+	}
+	st, ok := f.States[n.Name]
+	if !ok {
+		panic(fmt.Sprintf("FakeEngine: unexpected Inspect of %s", n.Name))
+	}
+	return st, nil
 }
 
 // FakeFlake writes a flake.nix into dir and returns an evaluator whose

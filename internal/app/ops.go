@@ -27,21 +27,14 @@ func (a *App) Deploy(ctx context.Context, req DeployRequest) (*deploy.Report, er
 	default:
 		return nil, Usage(fmt.Errorf("compress %q: want auto, on or off", req.Compress))
 	}
-	s, err := a.openConnected(ctx, req.Target)
-	if err != nil {
-		return nil, err
-	}
-	defer s.Close()
-	opts, err := s.options()
-	if err != nil {
-		return nil, err
-	}
-	opts.Action = req.Action
-	opts.KeepGoing = req.KeepGoing
-	opts.ActivationTimeout = req.ActivationTimeout
-	opts.AllowFailedUnits = req.AllowFailedUnits
-	opts.Compress = req.Compress
-	return s.engine(req.Progress.Events).Deploy(ctx, s.Nodes, opts), nil
+	return a.activate(ctx, req.Target, func(e Engine, s *Session, opts deploy.Options) *deploy.Report {
+		opts.Action = req.Action
+		opts.KeepGoing = req.KeepGoing
+		opts.ActivationTimeout = req.ActivationTimeout
+		opts.AllowFailedUnits = req.AllowFailedUnits
+		opts.Compress = req.Compress
+		return e.Deploy(ctx, s.Nodes, opts)
+	})
 }
 
 // Rollback activates an earlier generation of the selected nodes, under the
@@ -53,7 +46,16 @@ func (a *App) Rollback(ctx context.Context, req RollbackRequest) (*deploy.Report
 	if req.Generation < 0 {
 		return nil, Usage(fmt.Errorf("rollback: generation %d: want a positive number", req.Generation))
 	}
-	s, err := a.openConnected(ctx, req.Target)
+	return a.activate(ctx, req.Target, func(e Engine, s *Session, opts deploy.Options) *deploy.Report {
+		return e.Rollback(ctx, s.Nodes, deploy.RollbackOptions{Options: opts, Generation: req.Generation})
+	})
+}
+
+// activate runs an operation that changes the nodes (a deploy or a
+// rollback) on a connected session, with the options every such run
+// shares.
+func (a *App) activate(ctx context.Context, t Target, op func(Engine, *Session, deploy.Options) *deploy.Report) (*deploy.Report, error) {
+	s, err := a.openConnected(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -62,8 +64,7 @@ func (a *App) Rollback(ctx context.Context, req RollbackRequest) (*deploy.Report
 	if err != nil {
 		return nil, err
 	}
-	ro := deploy.RollbackOptions{Options: opts, Generation: req.Generation}
-	return s.engine(req.Progress.Events).Rollback(ctx, s.Nodes, ro), nil
+	return op(s.engine(t.Progress.Events), s, opts), nil
 }
 
 // Status reads each selected node's running system, generations, deploy in
