@@ -38,6 +38,23 @@ func (s Status) OK() bool {
 	return s == StatusDeployed || s == StatusRebootRequired || s == StatusDryActivated
 }
 
+// Failed reports whether the node did not end the run on its new system:
+// it failed, rolled back, was unreachable or skipped, its state is
+// uncertain, or its status is one this version does not know (a report
+// written by a newer tether), which must never pass for a success.
+func (s Status) Failed() bool { return !s.OK() }
+
+// Known reports whether s is one of the outcomes above. Renderers and the
+// Action show an unknown status as it is and count it as failed.
+func (s Status) Known() bool {
+	switch s {
+	case StatusDeployed, StatusRebootRequired, StatusDryActivated, StatusRolledBack,
+		StatusFailed, StatusUnreachable, StatusUncertain, StatusSkipped:
+		return true
+	}
+	return false
+}
+
 // Result is what happened to one node.
 type Result struct {
 	Node   string `json:"node"`
