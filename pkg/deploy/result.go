@@ -38,14 +38,14 @@ func (s Status) OK() bool {
 	return s == StatusDeployed || s == StatusRebootRequired || s == StatusDryActivated
 }
 
-// Failed reports whether the node did not end the run on its new system:
-// it failed, rolled back, was unreachable or skipped, its state is
-// uncertain, or its status is one this version does not know (a report
-// written by a newer tether), which must never pass for a success.
-func (s Status) Failed() bool { return !s.OK() }
+// Failed reports whether the node failed in the run, for a reason of its
+// own: it did not end on its new system and was not merely skipped. A
+// status this build does not know counts as a failure.
+func (s Status) Failed() bool {
+	return !s.OK() && s != StatusSkipped
+}
 
-// Known reports whether s is one of the outcomes above. Renderers and the
-// Action show an unknown status as it is and count it as failed.
+// Known reports whether s is one of the statuses above.
 func (s Status) Known() bool {
 	switch s {
 	case StatusDeployed, StatusRebootRequired, StatusDryActivated, StatusRolledBack,
