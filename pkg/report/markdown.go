@@ -122,9 +122,10 @@ func codeFence(lines []string) string {
 	return strings.Repeat("`", max(3, run+1))
 }
 
-// clip cuts s to at most limit bytes, at the last line end that fits: the
-// last resort for a limit too small for even a heading.
-func clip(s string, limit int) string {
+// Clip cuts s to at most limit bytes, at the last line end that fits: the
+// last resort for a limit too small for even a heading, and for a job
+// summary that is nearly full.
+func Clip(s string, limit int) string {
 	if len(s) <= limit {
 		return s
 	}

@@ -380,5 +380,5 @@ func (d *doc) fit(limit int) string {
 		d.rowsKept--
 	}
 	// 4. Cut at a line end.
-	return clip(d.render(), limit)
+	return Clip(d.render(), limit)
 }
