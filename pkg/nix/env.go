@@ -31,7 +31,7 @@ var environNames = map[string]bool{
 	// the socket lends signatures, never the key, and no build sandbox
 	// can reach it.
 	"SSH_AUTH_SOCK": true,
-	"http_proxy": true, "https_proxy": true, "ftp_proxy": true, "all_proxy": true, "no_proxy": true,
+	"http_proxy":    true, "https_proxy": true, "ftp_proxy": true, "all_proxy": true, "no_proxy": true,
 	"HTTP_PROXY": true, "HTTPS_PROXY": true, "FTP_PROXY": true, "ALL_PROXY": true, "NO_PROXY": true,
 	"XDG_CACHE_HOME": true, "XDG_CONFIG_HOME": true, "XDG_CONFIG_DIRS": true, "XDG_DATA_HOME": true,
 	"XDG_DATA_DIRS": true, "XDG_STATE_HOME": true, "XDG_RUNTIME_DIR": true,
