@@ -20,20 +20,7 @@ const hostileText = "ping @octocat and @org/team, (@admin) see #12, https://evil
 // tether's own links removed, backslash escapes and entities resolved.
 func liveMarkup(md string) []string {
 	var text strings.Builder
-	fence := ""
-	for _, line := range strings.Split(md, "\n") {
-		if fence != "" {
-			if strings.HasPrefix(line, fence) && strings.Trim(line, "`") == "" {
-				fence = ""
-			}
-			continue
-		}
-		if strings.HasPrefix(line, "```") {
-			fence = line[:len(line)-len(strings.TrimLeft(line, "`"))]
-			continue
-		}
-		text.WriteString(line + "\n")
-	}
+	proseLines(md, func(_ int, line string) { text.WriteString(line + "\n") })
 	s := text.String()
 	// An unescaped "](" is one of tether's own links (safeURL'd).
 	s = regexp.MustCompile(`([^\\])\]\([^)]*\)`).ReplaceAllString(s, "$1]")

@@ -156,19 +156,8 @@ func TestPlanMarkdownHostileNames(t *testing.T) {
 func checkMarkdownStructure(t *testing.T, md string) {
 	t.Helper()
 	allowed := []string{"<code>", "</code>", "<details>", "</details>", "<summary>", "</summary>"}
-	fence := ""
 	headerCells := 0
-	for n, line := range strings.Split(md, "\n") {
-		if fence != "" {
-			if strings.HasPrefix(line, fence) && strings.Trim(line, "`") == "" {
-				fence = ""
-			}
-			continue
-		}
-		if strings.HasPrefix(line, "```") {
-			fence = line[:len(line)-len(strings.TrimLeft(line, "`"))]
-			continue
-		}
+	unclosed := proseLines(md, func(n int, line string) {
 		for i := 0; i < len(line); i++ {
 			switch line[i] {
 			case '\\':
@@ -196,10 +185,29 @@ func checkMarkdownStructure(t *testing.T, md string) {
 		} else {
 			headerCells = 0
 		}
-	}
-	if fence != "" {
+	})
+	if unclosed {
 		t.Error("a code fence is never closed")
 	}
+}
+
+// proseLines calls fn with every line of md outside fenced code blocks
+// (numbered from 0), and reports whether a fence is left open.
+func proseLines(md string, fn func(n int, line string)) (unclosed bool) {
+	fence := ""
+	for n, line := range strings.Split(md, "\n") {
+		switch {
+		case fence != "":
+			if strings.HasPrefix(line, fence) && strings.Trim(line, "`") == "" {
+				fence = ""
+			}
+		case strings.HasPrefix(line, "```"):
+			fence = line[:len(line)-len(strings.TrimLeft(line, "`"))]
+		default:
+			fn(n, line)
+		}
+	}
+	return fence != ""
 }
 
 // gfmCells counts table cells the way the GFM table parser splits them:
