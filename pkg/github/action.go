@@ -1,10 +1,7 @@
 package github
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -81,22 +78,26 @@ func RunAction(ctx context.Context, opts ActionOptions) int {
 
 	// Mask the secrets before anything else is printed: the runner hides
 	// them in the log from here on, and our own writers replace them too.
-	sec := newSecrets(readInput(getenv, "ssh-private-key"), readInput(getenv, "github-token"))
+	values := []string{readInput(getenv, "ssh-private-key"), readInput(getenv, "github-token")}
+	sec := newSecrets(values...)
 	masker := githubactions.New(githubactions.WithWriter(opts.Stdout), githubactions.WithGetenv(getenv))
-	for _, s := range sec {
+	for _, s := range secretLines(values...) {
 		masker.AddMask(s)
 	}
+	out := &redactWriter{w: opts.Stdout, s: sec}
+	errw := &redactWriter{w: opts.Stderr, s: sec}
+	defer out.flush()
+	defer errw.flush()
 	r := &run{
 		opts:   opts,
 		getenv: getenv,
 		sec:    sec,
-		out:    &redactWriter{w: opts.Stdout, s: sec},
-		errw:   &redactWriter{w: opts.Stderr, s: sec},
-		token:  randomHex(),
+		log:    &jobLog{w: out},
+		errlog: &jobLog{w: errw},
 	}
-	defer r.out.flush()
-	defer r.errw.flush()
-	r.act = githubactions.New(githubactions.WithWriter(r.out), githubactions.WithGetenv(getenv))
+	defer r.log.close()
+	defer r.errlog.close()
+	r.act = githubactions.New(githubactions.WithWriter(r.log), githubactions.WithGetenv(getenv))
 	if opts.Ops == nil {
 		return r.usage(errors.New("no operations to run (internal error)"))
 	}
@@ -108,10 +109,11 @@ type run struct {
 	opts   ActionOptions
 	getenv func(string) string
 	sec    secrets
-	out    *redactWriter
-	errw   *redactWriter
+	// log is the job log (stdout), errlog stderr; act writes tether's
+	// own workflow commands to log.
+	log    *jobLog
+	errlog *jobLog
 	act    *githubactions.Action
-	token  string // for ::stop-commands::
 
 	in       Inputs
 	ghc      *githubactions.GitHubContext
@@ -184,7 +186,7 @@ func (r *run) newAPI() *api {
 		return offAPI("no token")
 	}
 	v1 := apiV1(r.ghc.APIURL, r.getenv)
-	a, err := newAPI(r.ghc.APIURL, r.ghc.Repository, r.in.GitHubToken, r.opts.HTTPClient, r.opts.APITimeout, v1, r.warn, r.notice)
+	a, err := newAPI(r.ghc.APIURL, r.ghc.Repository, r.in.GitHubToken, r.sec, r.opts.HTTPClient, r.opts.APITimeout, v1, r.warn, r.notice)
 	if err != nil {
 		r.warn("GitHub API", err.Error()+": pull request comments and deployments are skipped")
 		return offAPI(err.Error())
@@ -192,17 +194,20 @@ func (r *run) newAPI() *api {
 	return a
 }
 
-// usage reports a problem with the inputs or the event: nothing ran.
+// usage reports a problem with the inputs or the event: nothing ran. It
+// is the only writer of stderr, and runs before anything else opens a
+// stop-commands block (see jobLog).
 func (r *run) usage(err error) int {
 	r.annotate("error", "tether: nothing ran", err.Error())
-	fmt.Fprintf(r.errw, "tether: %v\n", err)
+	r.errlog.untrusted("tether: " + err.Error())
+	r.errlog.close()
 	r.writeOutputs(Result{Command: "none", Event: r.eventName(), Error: err.Error(), ExitCode: app.ExitUsage}, nil, nil, nil)
 	return app.ExitUsage
 }
 
 func (r *run) nothing() int {
 	r.notice("tether", r.d.Reason)
-	r.summary(fmt.Sprintf("### tether\n\nNothing to do: %s.\n", mdText(r.d.Reason)))
+	r.summary(fmt.Sprintf("### tether\n\nNothing to do: %s.\n", report.MarkdownText(r.d.Reason)))
 	r.writeOutputs(Result{Command: "none", Event: r.eventName(), Reason: r.d.Reason}, nil, nil, nil)
 	return app.ExitOK
 }
@@ -265,13 +270,13 @@ func runURL(c *githubactions.GitHubContext) string {
 // plan makes the plan, prints it, and puts it in the job summary and the
 // pull request's comment.
 func (r *run) plan(ctx context.Context) int {
-	r.progress = newProgress(r.out, r.token, nil)
+	r.progress = newProgress(r.log, nil)
 	dry := r.in.DryActivate
 	if r.d.Fork && dry {
 		r.warn("dry-activate refused", "this pull request comes from a fork: nothing runs on the nodes for it, dry-activate included")
 		dry = false
 	}
-	r.act.Infof("tether: %s", r.d.Reason)
+	r.log.untrusted("tether: " + r.d.Reason)
 	req := app.PlanRequest{Target: r.target(), Commit: r.ghc.SHA, DryActivate: dry}
 	if r.d.Fork {
 		req.NoTargets = true
@@ -290,16 +295,17 @@ func (r *run) plan(ctx context.Context) int {
 	code := app.PlanExit(p, err)
 	if err != nil {
 		r.annotate("error", "tether plan failed", err.Error())
-		body := "### tether plan\n\n" + note + "The plan failed:\n\n" + mdCodeBlock(err.Error())
-		r.summary(body)
-		r.planComment(ctx, body)
+		r.summary(report.FailureMarkdown("tether plan", note+"The plan failed:\n\n", err.Error(), summaryRoom(r.getenv("GITHUB_STEP_SUMMARY"))))
+		r.planComment(ctx, func(limit int) string {
+			return report.FailureMarkdown("tether plan", note+"The plan failed:\n\n", err.Error(), limit)
+		})
 		r.writeOutputs(Result{Command: CommandPlan, Event: r.eventName(), Reason: r.d.Reason, Error: err.Error(), ExitCode: code}, nil, nil, nil)
 		return code
 	}
 
-	var txt bytes.Buffer
+	var txt strings.Builder
 	if err := report.PlanText(&txt, p); err == nil {
-		_, _ = r.out.Write(txt.Bytes())
+		r.log.untrustedText(txt.String())
 	}
 	for i := range p.Nodes {
 		n := &p.Nodes[i]
@@ -315,23 +321,33 @@ func (r *run) plan(ctx context.Context) int {
 	if room := summaryRoom(r.getenv("GITHUB_STEP_SUMMARY")); room > len(note) {
 		r.summary(note + report.PlanMarkdown(p, report.PlanMarkdownOptions{Limit: room - len(note)}))
 	}
-	if r.d.PR > 0 && r.in.Comment {
-		footer := r.footer(r.d.HeadSHA)
-		mark := marker("plan", r.commentKey())
-		limit := commentLimit - len(mark) - 1 - len(note) - len(footer)
-		r.planComment(ctx, note+report.PlanMarkdown(p, report.PlanMarkdownOptions{Limit: limit, FullPlanURL: r.runURL})+footer)
-	}
+	r.planComment(ctx, func(limit int) string {
+		return note + report.PlanMarkdown(p, report.PlanMarkdownOptions{Limit: limit - len(note), FullPlanURL: r.runURL})
+	})
 	r.writeOutputs(Result{Command: CommandPlan, Event: r.eventName(), Reason: r.d.Reason, Plan: p, ExitCode: code}, nil, nil, nil)
 	return code
 }
 
-// planComment writes the pull request's sticky plan comment.
-func (r *run) planComment(ctx context.Context, body string) {
+// planComment writes the pull request's sticky plan comment; render
+// makes its body within a limit.
+func (r *run) planComment(ctx context.Context, render func(limit int) string) {
 	if r.d.PR <= 0 || !r.in.Comment || !r.api.enabled() {
 		return
 	}
-	if u := r.api.upsertComment(ctx, r.d.PR, marker("plan", r.commentKey()), body); u != "" {
-		r.act.Infof("tether: plan comment %s", u)
+	r.comment(ctx, "plan", []int{r.d.PR}, r.d.HeadSHA, render)
+}
+
+// comment writes one sticky comment of kind on each pull request: the
+// body render makes within what the marker and footer leave of GitHub's
+// limit.
+func (r *run) comment(ctx context.Context, kind string, prs []int, sha string, render func(limit int) string) {
+	mark := marker(kind, r.commentKey())
+	footer := r.footer(sha)
+	body := render(report.DefaultCommentLimit-len(mark)-1-len(footer)) + footer
+	for _, n := range prs {
+		if u := r.api.upsertComment(ctx, n, mark, body); u != "" {
+			r.act.Infof("tether: %s comment %s", kind, u)
+		}
 	}
 }
 
@@ -375,12 +391,12 @@ func (r *run) deploy(ctx context.Context) int {
 		}
 		deps = newDeployments(r.api, r.in.Environment, sha, task, r.runURL)
 	}
-	r.progress = newProgress(r.out, r.token, func(nodes []string) {
+	r.progress = newProgress(r.log, func(nodes []string) {
 		if deps != nil {
 			deps.start(ctx, nodes)
 		}
 	})
-	r.act.Infof("tether: %s", r.d.Reason)
+	r.log.untrusted("tether: " + r.d.Reason)
 
 	var rep *deploy.Report
 	var err error
@@ -401,9 +417,9 @@ func (r *run) deploy(ctx context.Context) int {
 	code := app.DeployExit(rep, err)
 
 	if rep != nil {
-		var txt bytes.Buffer
+		var txt strings.Builder
 		if report.DeployText(&txt, rep) == nil {
-			_, _ = r.out.Write(txt.Bytes())
+			r.log.untrustedText(txt.String())
 		}
 		r.annotateResults(rep)
 	}
@@ -426,7 +442,7 @@ func (r *run) deploy(ctx context.Context) int {
 		}
 	}
 	if err != nil {
-		r.summary(fmt.Sprintf("### tether %s failed\n\n%s", r.d.Command, mdCodeBlock(err.Error())))
+		r.summary(report.FailureMarkdown("tether "+r.d.Command+" failed", "", err.Error(), summaryRoom(r.getenv("GITHUB_STEP_SUMMARY"))))
 	}
 	if rep != nil && !rollback && r.ev.Push != nil && r.in.Comment && r.api.enabled() {
 		r.mergedPRComments(ctx, rep, mdOpts)
@@ -436,38 +452,25 @@ func (r *run) deploy(ctx context.Context) int {
 	if err != nil {
 		res.Error = err.Error()
 	}
-	var deployed, rolledBack, failed []string
+	var ok, rolledBack, failed []string
 	if rep != nil {
-		ok := rep.Nodes(deploy.StatusDeployed, deploy.StatusRebootRequired, deploy.StatusDryActivated)
-		if rollback {
-			rolledBack = ok
-		} else {
-			deployed = ok
-			rolledBack = rep.Nodes(deploy.StatusRolledBack)
+		for _, res := range rep.Results {
+			switch {
+			case res.Status.OK():
+				ok = append(ok, res.Node)
+			case res.Status == deploy.StatusRolledBack && !rollback:
+				rolledBack = append(rolledBack, res.Node)
+			default:
+				failed = append(failed, res.Node)
+			}
 		}
-		failed = rep.Nodes(deploy.StatusFailed, deploy.StatusUnreachable, deploy.StatusUncertain, deploy.StatusSkipped)
-		if rollback {
-			failed = append(failed, rep.Nodes(deploy.StatusRolledBack)...)
-		}
-		failed = append(failed, unknownStatusNodes(rep)...)
 	}
-	r.writeOutputs(res, deployed, rolledBack, failed)
+	if rollback {
+		r.writeOutputs(res, nil, ok, failed)
+	} else {
+		r.writeOutputs(res, ok, rolledBack, failed)
+	}
 	return code
-}
-
-// unknownStatusNodes lists nodes whose status this package does not know,
-// which count as failed.
-func unknownStatusNodes(rep *deploy.Report) []string {
-	var out []string
-	for _, res := range rep.Results {
-		switch res.Status {
-		case deploy.StatusDeployed, deploy.StatusRebootRequired, deploy.StatusDryActivated, deploy.StatusRolledBack,
-			deploy.StatusFailed, deploy.StatusUnreachable, deploy.StatusUncertain, deploy.StatusSkipped:
-		default:
-			out = append(out, res.Node)
-		}
-	}
-	return out
 }
 
 // mergedPRComments tells the pull requests merged as this commit what was
@@ -477,16 +480,11 @@ func (r *run) mergedPRComments(ctx context.Context, rep *deploy.Report, mdOpts r
 	if len(prs) == 0 {
 		return
 	}
-	mark := marker("deploy", r.commentKey())
-	footer := r.footer(r.ghc.SHA)
 	mdOpts.RunURL = r.runURL
-	mdOpts.Limit = commentLimit - len(mark) - 1 - len(footer)
-	body := report.DeployMarkdown(rep, mdOpts) + footer
-	for _, n := range prs {
-		if u := r.api.upsertComment(ctx, n, mark, body); u != "" {
-			r.act.Infof("tether: deploy comment %s", u)
-		}
-	}
+	r.comment(ctx, "deploy", prs, r.ghc.SHA, func(limit int) string {
+		mdOpts.Limit = limit
+		return report.DeployMarkdown(rep, mdOpts)
+	})
 }
 
 // nodeGroups prints each node's held log and outcome as one log group.
@@ -505,13 +503,12 @@ func (r *run) nodeGroups(rep *deploy.Report) {
 }
 
 func (r *run) group(title string, log []string, dropped int, tail []string) {
-	var b strings.Builder
+	lines := append(append([]string(nil), log...), tail...)
 	if dropped > 0 {
-		fmt.Fprintf(&b, "(%d earlier lines not kept)\n", dropped)
+		lines = append([]string{fmt.Sprintf("(%d earlier lines not kept)", dropped)}, lines...)
 	}
-	writeUntrusted(&b, append(append([]string(nil), log...), tail...), r.token)
 	r.act.Group(title)
-	_, _ = io.WriteString(r.out, b.String())
+	r.log.untrusted(lines...)
 	r.act.EndGroup()
 }
 
@@ -619,12 +616,4 @@ func (r *run) writeOutputs(res Result, deployed, rolledBack, failed []string) {
 	if err := writeOutputs(path, outs); err != nil {
 		r.warn("Outputs", err.Error())
 	}
-}
-
-func randomHex() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err) // crypto/rand does not fail on supported systems
-	}
-	return hex.EncodeToString(b[:])
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tetherdeploy/tether/pkg/deploy"
+	"github.com/tetherdeploy/tether/pkg/report"
 )
 
 const prefix = "/api-v3"
@@ -26,7 +27,6 @@ func TestPlanCommentCreatedThenUpdated(t *testing.T) {
 
 	e := newActionEnv(t, f, "pull_request", "pull_request_opened.json")
 	res := runAction(t, e, ops, f, 0)
-	f.check(t)
 	if res.code != planIncomplete {
 		t.Fatalf("exit code %d, stdout:\n%s", res.code, res.stdout)
 	}
@@ -46,7 +46,7 @@ func TestPlanCommentCreatedThenUpdated(t *testing.T) {
 			t.Errorf("comment lacks %q:\n%s", s, body)
 		}
 	}
-	if len(body) > commentLimit {
+	if len(body) > report.DefaultCommentLimit {
 		t.Errorf("comment is %d bytes", len(body))
 	}
 	if len(ops.plans) != 1 || ops.plans[0].DryActivate || ops.plans[0].NoTargets {
@@ -56,7 +56,6 @@ func TestPlanCommentCreatedThenUpdated(t *testing.T) {
 	// The next push edits the same comment.
 	e = newActionEnv(t, f, "pull_request", "pull_request_synchronize.json")
 	res = runAction(t, e, ops, f, 0)
-	f.check(t)
 	if res.code != planIncomplete {
 		t.Fatalf("second run: exit code %d", res.code)
 	}
@@ -76,20 +75,20 @@ func TestPlanCommentCreatedThenUpdated(t *testing.T) {
 
 func TestPlanCommentFoundOnLaterPage(t *testing.T) {
 	f := newFakeGitHub(t, prefix)
+	bob := fakeUser{Login: "bob", ID: 2, Type: "User"}
 	f.pageSize = 3
 	for i := range 4 {
-		f.addComment(7, "bob", "User", fmt.Sprintf("looks good %d", i))
+		f.addComment(7, bob, fmt.Sprintf("looks good %d", i))
 	}
 	// A user quoting the marker inside a comment is not ours.
-	f.addComment(7, "bob", "User", "why does this say <!-- tether:plan Deploy/tether --> ?")
+	f.addComment(7, bob, "why does this say <!-- tether:plan Deploy/tether --> ?")
 	// Another job's comment is not ours either.
-	f.addComment(7, "github-actions[bot]", "Bot", "<!-- tether:plan Other/tether -->\nother plan")
-	ours := f.addComment(7, "github-actions[bot]", "Bot", "<!-- tether:plan Deploy/tether -->\nold plan")
-	f.addComment(7, "bob", "User", "one more")
+	f.addComment(7, actionsBotUser, "<!-- tether:plan Other/tether -->\nother plan")
+	ours := f.addComment(7, actionsBotUser, "<!-- tether:plan Deploy/tether -->\nold plan")
+	f.addComment(7, bob, "one more")
 
 	e := newActionEnv(t, f, "pull_request", "pull_request_synchronize.json")
 	res := runAction(t, e, &fakeOps{plan: testPlan()}, f, 0)
-	f.check(t)
 	if res.code != planIncomplete {
 		t.Fatalf("exit code %d", res.code)
 	}
@@ -118,7 +117,6 @@ func TestPlanCommentRecreatedAfterDeletion(t *testing.T) {
 	f.deleteComments(7)
 
 	res := runAction(t, newActionEnv(t, f, "pull_request", "pull_request_synchronize.json"), ops, f, 0)
-	f.check(t)
 	want := "GET /api-v3/repos/example/fleet/issues/7/comments?page=1&per_page=100\n" +
 		"POST /api-v3/repos/example/fleet/issues/7/comments"
 	if got := paths(f.requests()); got != want {
@@ -129,21 +127,81 @@ func TestPlanCommentRecreatedAfterDeletion(t *testing.T) {
 	}
 }
 
-// A comment someone else wrote with our marker cannot be edited (403): a
-// new one is made instead, and the run still succeeds.
-func TestPlanCommentNotEditableIsReplaced(t *testing.T) {
+// A comment someone else wrote with our marker is never edited, although
+// the token could (GitHub lets a token with write access edit anyone's
+// comment): tether would otherwise write its plan under their name, where
+// they can change it afterwards. A new comment is made instead.
+func TestPlanCommentNeverEditsAnotherUsersComment(t *testing.T) {
+	mallory := fakeUser{Login: "mallory", ID: 666, Type: "User"}
+	otherApp := fakeUser{Login: "other-app[bot]", ID: 777, Type: "Bot"}
+	alice := fakeUser{Login: "alice", ID: 1001, Type: "User"}
+	const planMark = "<!-- tether:plan Deploy/tether -->"
+	tests := []struct {
+		name  string
+		token *fakeUser // nil: the run's own token, the Actions bot
+		seed  []fakeUser
+		// wantUser is GET /user: asked only for a personal token, and
+		// only once a comment carries the marker.
+		wantUser bool
+	}{
+		{"actions token, a user's comment", nil, []fakeUser{mallory}, false},
+		{"actions token, another app's comment", nil, []fakeUser{otherApp}, false},
+		{"personal token, another user's comment", &alice, []fakeUser{mallory, actionsBotUser}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFakeGitHub(t, prefix)
+			f.user = tt.token
+			var foreign []int64
+			for _, u := range tt.seed {
+				foreign = append(foreign, f.addComment(7, u, planMark+"\nfake plan: no changes, merge away"))
+			}
+			e := newActionEnv(t, f, "pull_request", "pull_request_opened.json")
+			if tt.token != nil {
+				f.token = patToken
+				e.vars[InputEnv("github-token")] = patToken
+			}
+			res := runAction(t, e, &fakeOps{plan: testPlan()}, f, 0)
+			want := "GET /api-v3/repos/example/fleet/issues/7/comments?page=1&per_page=100\n"
+			if tt.wantUser {
+				want += "GET /api-v3/user\n"
+			}
+			want += "POST /api-v3/repos/example/fleet/issues/7/comments"
+			if got := paths(f.requests()); got != want {
+				t.Fatalf("requests:\n%s\nwant:\n%s", got, want)
+			}
+			comments := f.commentsOn(7)
+			for i, id := range foreign {
+				if comments[i].ID != id || !strings.Contains(comments[i].Body, "fake plan") {
+					t.Errorf("comment %d by %s was changed: %q", id, comments[i].User, comments[i].Body)
+				}
+			}
+			if last := comments[len(comments)-1]; !strings.Contains(last.Body, "### tether plan") {
+				t.Errorf("no new plan comment: %+v", last)
+			}
+			if res.code != planIncomplete {
+				t.Errorf("exit code %d", res.code)
+			}
+		})
+	}
+}
+
+// With a personal token, the comment the token's user wrote is edited,
+// found by user ID.
+func TestPlanCommentEditedByPersonalToken(t *testing.T) {
 	f := newFakeGitHub(t, prefix)
-	foreign := f.addComment(7, "mallory", "User", "<!-- tether:plan Deploy/tether -->\nfake plan")
-	res := runAction(t, newActionEnv(t, f, "pull_request", "pull_request_opened.json"), &fakeOps{plan: testPlan()}, f, 0)
-	f.check(t)
+	alice := fakeUser{Login: "alice", ID: 1001, Type: "User"}
+	f.user, f.token = &alice, patToken
+	f.addComment(7, fakeUser{Login: "alice", ID: 999, Type: "User"}, "<!-- tether:plan Deploy/tether -->\nnot hers: a user who had her name before")
+	ours := f.addComment(7, fakeUser{Login: "alice-renamed", ID: 1001, Type: "User"}, "<!-- tether:plan Deploy/tether -->\nold plan")
+	e := newActionEnv(t, f, "pull_request", "pull_request_synchronize.json")
+	e.vars[InputEnv("github-token")] = patToken
+	runAction(t, e, &fakeOps{plan: testPlan()}, f, 0)
 	want := "GET /api-v3/repos/example/fleet/issues/7/comments?page=1&per_page=100\n" +
-		fmt.Sprintf("PATCH /api-v3/repos/example/fleet/issues/comments/%d\n", foreign) +
-		"POST /api-v3/repos/example/fleet/issues/7/comments"
+		"GET /api-v3/user\n" +
+		fmt.Sprintf("PATCH /api-v3/repos/example/fleet/issues/comments/%d", ours)
 	if got := paths(f.requests()); got != want {
 		t.Fatalf("requests:\n%s\nwant:\n%s", got, want)
-	}
-	if res.code != planIncomplete {
-		t.Errorf("exit code %d", res.code)
 	}
 }
 
@@ -153,7 +211,6 @@ func TestForkPullRequestRunsNothingOnTargets(t *testing.T) {
 	e := newActionEnv(t, f, "pull_request", "pull_request_fork.json")
 	e.vars[InputEnv("dry-activate")] = "true"
 	res := runAction(t, e, ops, f, 0)
-	f.check(t)
 	if len(ops.plans) != 1 {
 		t.Fatalf("plan requests: %+v", ops.plans)
 	}
@@ -179,6 +236,36 @@ func TestForkPullRequestRunsNothingOnTargets(t *testing.T) {
 	}
 }
 
+// Under pull_request_target the run holds the repository's secrets; a
+// fork's pull request is refused before anything runs: no plan (so no nix
+// on the fork's code with the secrets in its environment), no node
+// contacted, no API call.
+func TestForkUnderPullRequestTargetIsRefused(t *testing.T) {
+	f := newFakeGitHub(t, prefix)
+	for _, command := range []string{"auto", "plan"} {
+		e := newActionEnv(t, f, "pull_request_target", "pull_request_fork.json")
+		e.vars[InputEnv("command")] = command
+		e.vars[InputEnv("ssh-private-key")] = testKey(t)
+		ops := &fakeOps{} // panics on any operation
+		res := runAction(t, e, ops, f, 0)
+		if res.code != app.ExitUsage {
+			t.Errorf("command %s: exit code %d, want %d", command, res.code, app.ExitUsage)
+		}
+		if len(ops.plans)+len(ops.deploys)+len(ops.rollbacks) != 0 {
+			t.Errorf("command %s: operations were asked for: %+v", command, ops)
+		}
+		if reqs := f.requests(); len(reqs) != 0 {
+			t.Errorf("command %s: API requests:\n%s", command, paths(reqs))
+		}
+		if !strings.Contains(res.stdout, "from a fork under pull_request_target") || !strings.Contains(res.stderr, "plan fork pull requests on the pull_request event") {
+			t.Errorf("command %s: the refusal does not say why:\n%s\n%s", command, res.stdout, res.stderr)
+		}
+		if r := resultOf(t, res); r.Command != "none" || r.Plan != nil {
+			t.Errorf("command %s: result %+v", command, r)
+		}
+	}
+}
+
 func TestPushToMainDeploys(t *testing.T) {
 	f := newFakeGitHub(t, prefix)
 	f.pulls[mainSHA] = []map[string]any{
@@ -192,7 +279,6 @@ func TestPushToMainDeploys(t *testing.T) {
 	e := newActionEnv(t, f, "push", "push_main.json")
 	e.vars[InputEnv("nodes")] = "frame1 rpi"
 	res := runAction(t, e, ops, f, 0)
-	f.check(t)
 
 	if res.code != app.ExitRolledBack {
 		t.Errorf("exit code %d, want %d (a node rolled back)", res.code, app.ExitRolledBack)
@@ -267,8 +353,6 @@ func TestPushToMainDeploys(t *testing.T) {
 		t.Errorf("job summary:\n%s", res.summary)
 	}
 	for _, s := range []string{
-		"::group::frame1: deployed\ncopying 3 paths\nactivating\n",
-		"::group::rpi: rolled-back\ncopying 9 paths\nno confirmation: rolling back\n",
 		"::error title=tether deploy%3A rpi rolled-back::no confirmation within 30s: the node stopped answering\n",
 		"NODE    STATUS",
 	} {
@@ -276,16 +360,50 @@ func TestPushToMainDeploys(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", s, res.stdout)
 		}
 	}
-	if strings.Count(res.stdout, "::group::") != strings.Count(res.stdout, "::endgroup::") {
-		t.Error("log groups do not close")
+	groups := logGroups(t, res.stdout)
+	for title, want := range map[string]string{
+		"frame1: deployed": "copying 3 paths\nactivating\n── deployed: deployed generation 42\n",
+		"rpi: rolled-back": "copying 9 paths\nno confirmation: rolling back\n── rolled-back: failed and rolled back",
+	} {
+		if !strings.HasPrefix(groups[title], want) {
+			t.Errorf("log group %q:\n%s\nwant it to start with:\n%s", title, groups[title], want)
+		}
 	}
+}
+
+// logGroups reads the job log as the runner shows it: each group's lines
+// by title, without the stop-commands lines the runner consumes.
+func logGroups(t *testing.T, log string) map[string]string {
+	t.Helper()
+	groups := map[string]string{}
+	title, token := "", ""
+	for _, line := range strings.Split(log, "\n") {
+		switch {
+		case token == "" && strings.HasPrefix(line, "::stop-commands::"):
+			token = strings.TrimPrefix(line, "::stop-commands::")
+		case token != "" && line == "::"+token+"::":
+			token = ""
+		case token == "" && strings.HasPrefix(line, "::group::"):
+			title = strings.TrimPrefix(line, "::group::")
+		case token == "" && line == "::endgroup::":
+			if title == "" {
+				t.Error("::endgroup:: without a group")
+			}
+			title = ""
+		case title != "":
+			groups[title] += line + "\n"
+		}
+	}
+	if title != "" || token != "" {
+		t.Errorf("group %q or commands (%q) left open", title, token)
+	}
+	return groups
 }
 
 func TestPushToOtherBranchDoesNothing(t *testing.T) {
 	f := newFakeGitHub(t, prefix)
 	e := newActionEnv(t, f, "push", "push_branch.json")
 	res := runAction(t, e, &fakeOps{}, f, 0)
-	f.check(t)
 	if res.code != 0 {
 		t.Errorf("exit code %d", res.code)
 	}
@@ -307,7 +425,6 @@ func TestDispatchDeploy(t *testing.T) {
 	f := newFakeGitHub(t, prefix)
 	ops := &fakeOps{report: &deploy.Report{Action: "switch", Results: []deploy.Result{{Node: "frame1", Status: deploy.StatusDeployed, Generation: 43}}}}
 	res := runAction(t, newActionEnv(t, f, "workflow_dispatch", "workflow_dispatch_deploy.json"), ops, f, 0)
-	f.check(t)
 	if res.code != 0 {
 		t.Fatalf("exit code %d\n%s", res.code, res.stdout)
 	}
@@ -333,7 +450,6 @@ func TestDispatchRollback(t *testing.T) {
 	f := newFakeGitHub(t, prefix)
 	ops := &fakeOps{report: testReport("rollback"), selected: []string{"frame1", "rpi"}}
 	res := runAction(t, newActionEnv(t, f, "workflow_dispatch", "workflow_dispatch_rollback.json"), ops, f, 0)
-	f.check(t)
 	if len(ops.rollbacks) != 1 {
 		t.Fatalf("rollback requests: %+v", ops.rollbacks)
 	}
@@ -375,11 +491,15 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		say:      "using key " + keyLines[1] + "\n",
 		logs:     map[string]string{"frame1": "oops: " + keyLines[2] + "\n"},
 	}
-	ops.report.Results[1].Error = "auth failed with\n" + key
+	// A node's error and rollback reason quote the key and the token; the
+	// merged pull request's comment renders both (the reason as Markdown
+	// text, where the token's "_" is escaped).
+	ops.report.Results[1].Error = "auth failed with\n" + key + "token " + testToken
+	ops.report.Results[1].Reason = "token " + testToken
+	f.pulls[mainSHA] = []map[string]any{{"number": 7, "merged_at": "2024-03-01T12:29:00Z", "merge_commit_sha": mainSHA}}
 	e := newActionEnv(t, f, "push", "push_main.json")
 	e.vars[InputEnv("ssh-private-key")] = key
 	res := runAction(t, e, ops, f, 0)
-	f.check(t)
 
 	if k := ops.deploys[0].Keys; len(k) != 1 || string(k[0]) != key {
 		t.Error("the operations did not get the key as given")
@@ -412,8 +532,11 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		"comments": comments,
 		"api":      statuses,
 	}
+	if !strings.Contains(comments, "auth failed with") || !strings.Contains(comments, "token ***") {
+		t.Errorf("the merged pull request's comment does not show the error, redacted:\n%s", comments)
+	}
 	for where, text := range places {
-		for _, l := range append(keyLines, testToken) {
+		for _, l := range append(keyLines, testToken, report.MarkdownText(testToken)) {
 			if len(l) >= minSecretLen && strings.Contains(text, l) {
 				t.Errorf("%s shows a secret line %q", where, l)
 			}
@@ -424,34 +547,33 @@ func TestSecretsNeverPrinted(t *testing.T) {
 	}
 }
 
-func TestTargetOutputCannotIssueCommands(t *testing.T) {
+// A node's rollback reason and its profiles' errors reach the merged pull
+// request's comment as text: no live mention of a user or a team, no
+// link, no HTML.
+func TestDeployCommentMentionsAndLinksStayText(t *testing.T) {
 	f := newFakeGitHub(t, prefix)
-	ops := &fakeOps{report: testReport("switch"), logs: map[string]string{
-		"frame1": "fine\n  ::add-mask::frame1\n::set-output name=deployed::everything\n",
-	}}
-	res := runAction(t, newActionEnv(t, f, "push", "push_main.json"), ops, f, 0)
-	lines := strings.Split(res.stdout, "\n")
-	stopped := ""
-	for _, l := range lines {
-		if tok, ok := strings.CutPrefix(l, "::stop-commands::"); ok {
-			stopped = tok
-			continue
-		}
-		if stopped != "" && l == "::"+stopped+"::" {
-			stopped = ""
-			continue
-		}
-		if strings.Contains(l, "::add-mask::frame1") || strings.Contains(l, "::set-output") {
-			if stopped == "" {
-				t.Errorf("a target's line reaches the log as a command: %q", l)
-			}
-		}
+	f.pulls[mainSHA] = []map[string]any{{"number": 7, "merged_at": "2024-03-01T12:29:00Z", "merge_commit_sha": mainSHA}}
+	hostile := "@octocat @org/team see [the fix](https://evil.example/fix) https://evil.example <a href=https://evil.example>x</a>"
+	rep := testReport("switch")
+	rep.Results[1].Reason = "rolled back by " + hostile
+	rep.Results[1].Profiles = []deploy.ProfileResult{
+		{Profile: "system", Status: deploy.StatusRolledBack, Error: "units failed: " + hostile},
+		{Profile: "home", Status: deploy.StatusSkipped, Error: hostile},
 	}
-	if stopped != "" {
-		t.Error("commands are never resumed")
+	runAction(t, newActionEnv(t, f, "push", "push_main.json"), &fakeOps{report: rep}, f, 0)
+	comments := f.commentsOn(7)
+	if len(comments) != 1 {
+		t.Fatalf("%d comments", len(comments))
 	}
-	if res.outputs["deployed"] != "frame1" {
-		t.Errorf("outputs: %v", res.outputs)
+	body := comments[0].Body
+	if !strings.Contains(body, "rolled back by") || !strings.Contains(body, "units failed:") {
+		t.Fatalf("the reason or the profile error is not shown:\n%s", body)
+	}
+	unescaped := strings.ReplaceAll(body, `\<`, "")
+	for _, live := range []string{"@octocat", "@org/team", "](https://evil", "https://evil", "<a href"} {
+		if strings.Contains(unescaped, live) {
+			t.Errorf("the comment carries %q live:\n%s", live, body)
+		}
 	}
 }
 
@@ -476,9 +598,7 @@ func TestAPIFailuresDoNotChangeTheOutcome(t *testing.T) {
 	baseline := func(t *testing.T) runResult {
 		f := newFakeGitHub(t, prefix)
 		f.pulls[mainSHA] = []map[string]any{{"number": 7, "merged_at": "2024-03-01T12:29:00Z", "merge_commit_sha": mainSHA}}
-		res := runAction(t, newActionEnv(t, f, "push", "push_main.json"), &fakeOps{report: testReport("switch"), selected: []string{"frame1", "rpi"}}, f, 0)
-		f.check(t)
-		return res
+		return runAction(t, newActionEnv(t, f, "push", "push_main.json"), &fakeOps{report: testReport("switch"), selected: []string{"frame1", "rpi"}}, f, 0)
 	}(t)
 
 	rateLimit := http.Header{"X-Ratelimit-Remaining": {"0"}, "X-Ratelimit-Limit": {"1000"}, "X-Ratelimit-Reset": {fmt.Sprint(time.Now().Add(time.Hour).Unix())}}
@@ -558,7 +678,6 @@ func TestAPIV1ServerSkipsDeployments(t *testing.T) {
 	f.pulls[mainSHA] = []map[string]any{{"number": 7, "merged": true, "merge_commit_sha": mainSHA}}
 	ops := &fakeOps{report: testReport("switch"), selected: []string{"frame1", "rpi"}}
 	res := runAction(t, newActionEnv(t, f, "push", "push_main.json"), ops, f, 0)
-	f.check(t)
 	want := "GET /api/v1/repos/example/fleet/commits/" + mainSHA + "/pull\n" +
 		"GET /api/v1/repos/example/fleet/issues/7/comments?page=1&per_page=100\n" +
 		"POST /api/v1/repos/example/fleet/issues/7/comments"
@@ -578,7 +697,6 @@ func TestAPIV1ServerSkipsDeployments(t *testing.T) {
 	// A direct push (no pull request: 404) is not a failure either.
 	delete(f.pulls, mainSHA)
 	res = runAction(t, newActionEnv(t, f, "push", "push_main.json"), ops, f, 0)
-	f.check(t)
 	if got := paths(f.requests()); got != "GET /api/v1/repos/example/fleet/commits/"+mainSHA+"/pull" {
 		t.Errorf("requests:\n%s", got)
 	}
@@ -593,7 +711,6 @@ func TestDeploymentsNotFoundSkipsTheRest(t *testing.T) {
 	f := newFakeGitHub(t, prefix)
 	f.noDeployments = true
 	res := runAction(t, newActionEnv(t, f, "push", "push_main.json"), &fakeOps{report: testReport("switch"), selected: []string{"frame1", "rpi"}}, f, 0)
-	f.check(t)
 	want := "POST /api-v3/repos/example/fleet/deployments\n" +
 		"GET /api-v3/repos/example/fleet/commits/" + mainSHA + "/pulls?per_page=100"
 	if got := paths(f.requests()); got != want {
@@ -610,7 +727,6 @@ func TestDryActivateRecordsNoDeployment(t *testing.T) {
 	e := newActionEnv(t, f, "workflow_dispatch", "workflow_dispatch_deploy.json")
 	e.vars[InputEnv("dry-activate")] = "true"
 	res := runAction(t, e, ops, f, 0)
-	f.check(t)
 	if ops.deploys[0].Action != agent.ActionDryActivate {
 		t.Error("the deploy was not asked to dry-activate")
 	}
@@ -626,7 +742,6 @@ func TestPlanFailure(t *testing.T) {
 	f := newFakeGitHub(t, prefix)
 	ops := &fakeOps{planErr: errors.New("evaluate flake: error: attribute 'frame1' missing\n```\n</details>")}
 	res := runAction(t, newActionEnv(t, f, "pull_request", "pull_request_opened.json"), ops, f, 0)
-	f.check(t)
 	if res.code != app.ExitFailed {
 		t.Errorf("exit code %d", res.code)
 	}
@@ -646,7 +761,6 @@ func TestDeployErrorWithoutReport(t *testing.T) {
 	f := newFakeGitHub(t, prefix)
 	ops := &fakeOps{err: errors.New("load fleet: tether.toml:3: unknown key"), selected: []string{"frame1"}}
 	res := runAction(t, newActionEnv(t, f, "push", "push_main.json"), ops, f, 0)
-	f.check(t)
 	if res.code != app.ExitFailed {
 		t.Errorf("exit code %d", res.code)
 	}

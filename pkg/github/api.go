@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,10 +38,18 @@ type api struct {
 	v1 bool
 	// warn prints a ::warning:: annotation; notice a ::notice::.
 	warn, notice func(title, msg string)
+	// token is the one the client sends, kept to tell its kind.
+	token string
+	// sec are replaced in every text sent (comments, descriptions):
+	// they quote nodes' errors, and are readable by everyone who can
+	// read the repository. Redact before cutting to a length, or a cut
+	// secret survives in part.
+	sec secrets
 
 	mu       sync.Mutex
-	off      string // why the API is no longer called; "" while on
-	failures int    // transient failures in a row
+	self     *identity // who the token is, once asked
+	off      string    // why the API is no longer called; "" while on
+	failures int       // transient failures in a row
 }
 
 // apiV1 tells a GitHub-compatible forge with the /api/v1 flavour of the API
@@ -56,7 +65,7 @@ func apiV1(apiURL string, getenv func(string) string) bool {
 
 // newAPI makes the client for apiURL (GITHUB_API_URL: https://api.github.com,
 // https://ghe.example.com/api/v3, https://git.example.com/api/v1).
-func newAPI(apiURL, repository, token string, hc *http.Client, timeout time.Duration, v1 bool, warn, notice func(title, msg string)) (*api, error) {
+func newAPI(apiURL, repository, token string, sec secrets, hc *http.Client, timeout time.Duration, v1 bool, warn, notice func(title, msg string)) (*api, error) {
 	owner, repo, ok := strings.Cut(repository, "/")
 	if !ok || owner == "" || repo == "" {
 		return nil, fmt.Errorf("GITHUB_REPOSITORY %q is not owner/name", repository)
@@ -71,7 +80,7 @@ func newAPI(apiURL, repository, token string, hc *http.Client, timeout time.Dura
 	c := gh.NewClient(hc).WithAuthToken(token)
 	c.BaseURL = base
 	c.UserAgent = "tether-action"
-	return &api{client: c, owner: owner, repo: repo, timeout: timeout, v1: v1, warn: warn, notice: notice}, nil
+	return &api{client: c, owner: owner, repo: repo, timeout: timeout, v1: v1, warn: warn, notice: notice, token: token, sec: sec}, nil
 }
 
 // offAPI is an api that is never called, for a run without a token or
@@ -90,19 +99,19 @@ func (a *api) enabled() bool {
 // deploy was interrupted. It returns the request's error after reporting
 // it; callers use the error only to choose what to do next.
 func (a *api) call(ctx context.Context, what string, fn func(ctx context.Context) (*gh.Response, error)) error {
-	return a.callExpecting(ctx, what, 0, fn)
+	return a.callExpecting(ctx, what, nil, fn)
 }
 
-// callExpecting is call for a request where the status expected (a 404
-// that means "none") is an answer, not a failure to report.
-func (a *api) callExpecting(ctx context.Context, what string, expected int, fn func(ctx context.Context) (*gh.Response, error)) error {
+// callExpecting is call for a request where the statuses expected (a 404
+// that means "none") are an answer, not a failure to report.
+func (a *api) callExpecting(ctx context.Context, what string, expected []int, fn func(ctx context.Context) (*gh.Response, error)) error {
 	if !a.enabled() {
 		return errAPIOff
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
 	defer cancel()
 	resp, err := fn(ctx)
-	if err == nil || (expected != 0 && statusOf(err) == expected) {
+	if err == nil || slices.Contains(expected, statusOf(err)) && statusOf(err) != 0 {
 		a.mu.Lock()
 		a.failures = 0
 		a.mu.Unlock()

@@ -12,9 +12,6 @@ import (
 // maxCommentPages bounds the search for the sticky comment (100 a page).
 const maxCommentPages = 50
 
-// commentLimit is the longest comment body GitHub accepts.
-const commentLimit = 65536
-
 // marker is the hidden first line that finds the action's own comment
 // again: kind is "plan" or "deploy"; key tells apart workflows and jobs
 // that comment on the same pull request, so they do not overwrite each
@@ -48,14 +45,16 @@ func marker(kind, key string) string {
 }
 
 // upsertComment keeps one comment per marker on an issue or pull request:
-// it edits the comment whose body starts with the marker, searching every
-// page, and creates one when there is none (the first run, or after
-// someone deleted it). When the comment it found cannot be edited (deleted
-// meanwhile, or written by someone else who copied the marker), it
-// creates a new one. It returns the comment's URL, or "" when reporting
-// failed (already warned about).
+// it edits the comment that starts with the marker and that the token's
+// own identity wrote (see whoAmI), searching every page, and creates one
+// when there is none (the first run, after someone deleted it, or when
+// the only comments with the marker are someone else's). A token that may
+// edit others' comments (a maintainer's) would otherwise let anyone who
+// copies the marker into a comment have tether write its plan under their
+// name, where they can change it afterwards. It returns the comment's
+// URL, or "" when reporting failed (already warned about).
 func (a *api) upsertComment(ctx context.Context, number int, mark, body string) string {
-	body = mark + "\n" + body
+	body = mark + "\n" + a.sec.redact(body)
 	existing, ok := a.findComment(ctx, number, mark)
 	if !ok {
 		return ""
@@ -86,9 +85,9 @@ func (a *api) upsertComment(ctx context.Context, number int, mark, body string) 
 	return created.GetHTMLURL()
 }
 
-// findComment returns the comment carrying the marker, preferring one
-// written by a bot (the token's own account on GitHub), or nil when there
-// is none. ok is false when listing failed.
+// findComment returns the oldest comment that carries the marker and was
+// written by the token's identity, or nil when there is none. ok is false
+// when listing failed, or when who the token is could not be told.
 func (a *api) findComment(ctx context.Context, number int, mark string) (found *gh.IssueComment, ok bool) {
 	opts := &gh.IssueListCommentsOptions{ListOptions: gh.ListOptions{PerPage: 100}}
 	for page := 1; page != 0 && page <= maxCommentPages; {
@@ -110,16 +109,79 @@ func (a *api) findComment(ctx context.Context, number int, mark string) (found *
 			if !hasMarker(c.GetBody(), mark) {
 				continue
 			}
-			if c.GetUser().GetType() == "Bot" {
-				return c, true
+			self, ok := a.whoAmI(ctx)
+			if !ok {
+				return nil, false
 			}
-			if found == nil {
-				found = c
+			if self.wrote(c) {
+				return c, true
 			}
 		}
 		page = next
 	}
-	return found, true
+	return nil, true
+}
+
+// identity is who the token acts as.
+type identity struct {
+	id    int64 // 0 when not known
+	login string
+	bot   bool // an app's bot user
+}
+
+// actionsBot is who the token that GitHub gives every workflow run acts
+// as: the GitHub Actions app's bot user. A person's login cannot hold
+// brackets, so no one else can write as it.
+var actionsBot = identity{login: "github-actions[bot]", bot: true}
+
+// wrote reports whether c was written by id: by user ID when both are
+// known (logins can be renamed), by login otherwise.
+func (id identity) wrote(c *gh.IssueComment) bool {
+	u := c.GetUser()
+	if id.bot && u.GetType() != "Bot" {
+		return false
+	}
+	if id.id != 0 && u.GetID() != 0 {
+		return u.GetID() == id.id
+	}
+	return id.login != "" && strings.EqualFold(u.GetLogin(), id.login)
+}
+
+// whoAmI tells who the token is, asking once per run. A personal or OAuth
+// token is a user: GET /user names it. An app installation token cannot
+// ask that (GitHub answers 403 "Resource not accessible by integration"),
+// and nothing an installation token may call names its app; installation
+// tokens start with "ghs_", and GET /user is not even tried for them.
+// Such a token is taken for the run's own token, whose comments are the
+// Actions bot's. With another app's token no comment matches, so tether
+// comments anew rather than edit a comment it cannot prove its own.
+// ok is false when the API could not be asked (already warned about).
+func (a *api) whoAmI(ctx context.Context) (identity, bool) {
+	a.mu.Lock()
+	self := a.self
+	a.mu.Unlock()
+	if self != nil {
+		return *self, true
+	}
+	id := actionsBot
+	if !strings.HasPrefix(a.token, "ghs_") {
+		var u *gh.User
+		err := a.callExpecting(ctx, "find the token's user", []int{http.StatusForbidden, http.StatusNotFound}, func(ctx context.Context) (*gh.Response, error) {
+			user, resp, err := a.client.Users.Get(ctx, "")
+			u = user
+			return resp, err
+		})
+		switch {
+		case err == nil:
+			id = identity{id: u.GetID(), login: u.GetLogin(), bot: u.GetType() == "Bot"}
+		case statusOf(err) == 0 || statusOf(err) >= 500 || statusOf(err) == http.StatusUnauthorized:
+			return identity{}, false
+		}
+	}
+	a.mu.Lock()
+	a.self = &id
+	a.mu.Unlock()
+	return id, true
 }
 
 // hasMarker reports whether body begins with the marker line.

@@ -116,7 +116,7 @@ func (d *deployments) create(ctx context.Context, node string) bool {
 		AutoMerge:            gh.Bool(false),
 		RequiredContexts:     &[]string{},
 		Environment:          gh.String(env),
-		Description:          gh.String(truncate(fmt.Sprintf("tether %s of %s", strings.TrimPrefix(d.task, "deploy:"), node), maxDescription)),
+		Description:          gh.String(truncate(d.api.sec.redact(fmt.Sprintf("tether %s of %s", strings.TrimPrefix(d.task, "deploy:"), node)), maxDescription)),
 		TransientEnvironment: gh.Bool(false),
 		Payload:              map[string]string{"node": node},
 	}
@@ -161,7 +161,7 @@ func (d *deployments) status(ctx context.Context, node, state, desc string) {
 	}
 	req := &gh.DeploymentStatusRequest{
 		State:       gh.String(state),
-		Description: gh.String(truncate(desc, maxDescription)),
+		Description: gh.String(truncate(d.api.sec.redact(desc), maxDescription)),
 		Environment: gh.String(EnvironmentName(d.environment, node)),
 	}
 	if d.logURL != "" {

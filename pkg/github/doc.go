@@ -34,7 +34,9 @@
 // the event:
 //
 //   - pull_request (and pull_request_target): plan. A closed pull request
-//     plans nothing.
+//     plans nothing. A fork's pull request under pull_request_target is
+//     refused (exit 2, nothing runs): that event hands the run the
+//     repository's secrets while the code is the fork's.
 //   - push to the repository's default branch: deploy. A push to any other
 //     branch or a tag deploys nothing, and says so.
 //   - workflow_dispatch: the dispatch's own "command" input (plan, deploy,
@@ -96,10 +98,17 @@
 // # Secrets
 //
 // Before anything else is printed, every line of the private key and the
-// token are masked (::add-mask::), and every writer, the outputs and the
-// summary replace them with *** as well. Output from the operations is
-// printed with workflow commands stopped around any line that looks like
-// one, so a node cannot add masks, annotations or outputs.
+// token are masked (::add-mask::), and every writer, the outputs, the
+// summary and the comments replace them with *** as well. Every line of
+// the log that tether did not write itself (progress, node logs, build
+// logs, the plan and report texts, the event's names) is printed inside a
+// ::stop-commands:: block with a fresh random token (see jobLog), so a
+// node or a pull request cannot add masks, annotations or outputs.
+//
+// The sticky comments are edited only when the token's own identity wrote
+// them (a user's ID from GET /user; the Actions bot for the run's token);
+// a comment someone else wrote with the marker is left alone and a new one
+// is made.
 //
 // # Servers
 //

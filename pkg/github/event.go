@@ -91,7 +91,8 @@ type decision struct {
 // pull_request → plan; push to the default branch → deploy, to any other
 // ref → nothing; workflow_dispatch → its "command" input (deploy when it
 // has none). An explicit command input wins over the event, except that a
-// pull request from a fork can never deploy or roll back.
+// pull request from a fork can never deploy or roll back, and is refused
+// outright under pull_request_target.
 func decide(in Inputs, ev *event) (decision, error) {
 	d := decision{Command: in.Command, Nodes: in.Nodes, Generation: in.Generation}
 	if ev.PR != nil {
@@ -102,6 +103,13 @@ func decide(in Inputs, ev *event) (decision, error) {
 		}
 		d.HeadSHA = pr.GetHead().GetSHA()
 		d.Fork = isFork(pr)
+		if d.Fork && ev.Name == "pull_request_target" {
+			// pull_request_target runs with the repository's secrets
+			// (the deploy key, a writing token) in the environment;
+			// whatever tether then evaluates or builds from the fork
+			// could read them. pull_request gives a fork's run none.
+			return d, fmt.Errorf("refusing to run for pull request #%d from a fork under pull_request_target: that event gives the run this repository's secrets while the code comes from someone else; plan fork pull requests on the pull_request event instead", d.PR)
+		}
 	}
 	if ev.DispatchInputs != nil {
 		if len(d.Nodes) == 0 {

@@ -28,7 +28,8 @@ import (
 )
 
 const (
-	testToken  = "ghs_testtoken0123456789abcdefABCDEF"
+	testToken  = "ghs_testtoken0123456789abcdefABCDEF" // an installation token, as the run's own
+	patToken   = "ghp_personal0123456789abcdefABCDEFGH"
 	testRepo   = "example/fleet"
 	testRunID  = 4242
 	mainSHA    = "c3d4e5f60718293a4b5c6d7e8f90123456789012"
@@ -47,24 +48,37 @@ type apiRequest struct {
 func (r apiRequest) String() string { return r.Method + " " + r.Path }
 
 type fakeComment struct {
-	ID   int64
-	Body string
-	User string
-	Type string // "Bot" or "User"
+	ID     int64
+	Body   string
+	User   string
+	UserID int64
+	Type   string // "Bot" or "User"
 }
 
-// fakeGitHub is an httptest server shaped like GitHub's REST API (or
-// an /api/v1 server's) under a path prefix, so that a request that ignores the base
-// URL shows up as a problem. It keeps comments, deployments and statuses
-// in memory. Handlers never fail the test: they record problems, checked
-// after the run.
+// fakeUser is the identity a token acts as.
+type fakeUser struct {
+	Login string
+	ID    int64
+	Type  string
+}
+
+// actionsBotUser is who the run's own token (testToken, "ghs_") writes as.
+var actionsBotUser = fakeUser{Login: "github-actions[bot]", ID: 41898282, Type: "Bot"}
+
+// fakeGitHub is an httptest server shaped like GitHub's REST API (or an
+// /api/v1 server's) under a path prefix, so that a request that ignores
+// the base URL reaches no endpoint and fails the test. It routes with
+// ServeMux method and path patterns and keeps comments, deployments and
+// statuses in memory. Handlers never stop the test: they report with
+// t.Errorf, which is safe from any goroutine, and the server is closed
+// (waiting for its handlers) before the test ends.
 type fakeGitHub struct {
+	t      testing.TB
 	srv    *httptest.Server
 	prefix string
 
 	mu       sync.Mutex
 	reqs     []apiRequest
-	problems []string
 	comments map[int][]*fakeComment
 	nextID   int64
 	pageSize int
@@ -72,6 +86,12 @@ type fakeGitHub struct {
 	statuses map[int64][]map[string]any
 	// pulls maps a commit to the pull requests associated with it.
 	pulls map[string][]map[string]any
+	// token is the one every request must carry (testToken unless set).
+	token string
+	// user is who a personal token acts as; nil for an installation
+	// token, which writes as the Actions bot and is refused GET /user
+	// ("Resource not accessible by integration"), as on GitHub.
+	user *fakeUser
 	// fail, when set, answers a request with a status instead (0: normal).
 	fail func(r *http.Request) (status int, header http.Header)
 	// delay holds every answer back (or until the client gives up).
@@ -80,39 +100,239 @@ type fakeGitHub struct {
 	noDeployments bool
 }
 
-func newFakeGitHub(t *testing.T, prefix string) *fakeGitHub {
+func newFakeGitHub(t testing.TB, prefix string) *fakeGitHub {
 	f := &fakeGitHub{
+		t:        t,
 		prefix:   prefix,
+		token:    testToken,
 		comments: map[int][]*fakeComment{},
 		nextID:   100,
 		pageSize: 30,
 		statuses: map[int64][]map[string]any{},
 		pulls:    map[string][]map[string]any{},
 	}
-	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	repo := prefix + "/repos/" + testRepo
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+prefix+"/user", f.getUser)
+	mux.HandleFunc("GET "+repo+"/issues/{n}/comments", f.listComments)
+	mux.HandleFunc("POST "+repo+"/issues/{n}/comments", f.createComment)
+	mux.HandleFunc("PATCH "+repo+"/issues/comments/{id}", f.editComment)
+	mux.HandleFunc("POST "+repo+"/deployments", f.createDeployment)
+	mux.HandleFunc("POST "+repo+"/deployments/{id}/statuses", f.createStatus)
+	mux.HandleFunc("GET "+repo+"/commits/{sha}/pulls", f.commitPulls)
+	mux.HandleFunc("GET "+repo+"/commits/{sha}/pull", f.commitPull)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("fake API: %s %s: no such endpoint under %s", r.Method, r.URL.Path, repo)
+		reply(w, http.StatusNotFound, map[string]string{"message": "Not Found"})
+	})
+	f.srv = httptest.NewServer(f.record(mux))
 	t.Cleanup(f.srv.Close)
 	return f
 }
 
+// record notes every request with its JSON body, checks the token, and
+// applies the injected delay and failures before routing.
+func (f *fakeGitHub) record(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		req := apiRequest{Method: r.Method, Path: r.URL.Path}
+		if r.URL.RawQuery != "" {
+			req.Path += "?" + r.URL.RawQuery
+		}
+		if len(body) > 0 {
+			if err := json.Unmarshal(body, &req.Body); err != nil {
+				f.t.Errorf("fake API: %s: body is not a JSON object: %v", req, err)
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		f.mu.Lock()
+		f.reqs = append(f.reqs, req)
+		fail, delay, token := f.fail, f.delay, f.token
+		f.mu.Unlock()
+
+		if got := r.Header.Get("Authorization"); got != "Bearer "+token {
+			f.t.Errorf("fake API: %s: Authorization %q", req, got)
+		}
+		if delay > 0 {
+			select {
+			case <-time.After(delay):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		if fail != nil {
+			if status, h := fail(r); status != 0 {
+				for k, v := range h {
+					w.Header()[k] = v
+				}
+				reply(w, status, map[string]string{"message": http.StatusText(status)})
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func reply(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// body decodes a request's JSON body into v; a bad body fails the test.
+func (f *fakeGitHub) body(r *http.Request, v any) bool {
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		f.t.Errorf("fake API: %s %s: %v", r.Method, r.URL.Path, err)
+		return false
+	}
+	return true
+}
+
+// self is who the request's token writes as.
+func (f *fakeGitHub) self() fakeUser {
+	if f.user != nil {
+		return *f.user
+	}
+	return actionsBotUser
+}
+
+func (f *fakeGitHub) getUser(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.user == nil {
+		reply(w, http.StatusForbidden, map[string]string{"message": "Resource not accessible by integration"})
+		return
+	}
+	reply(w, http.StatusOK, map[string]any{"login": f.user.Login, "id": f.user.ID, "type": f.user.Type})
+}
+
+func (f *fakeGitHub) listComments(w http.ResponseWriter, r *http.Request) {
+	n, _ := strconv.Atoi(r.PathValue("n"))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	page, _ := strconv.Atoi(r.URL.Query().Get("page"))
+	page = max(page, 1)
+	all := f.comments[n]
+	from := min((page-1)*f.pageSize, len(all))
+	to := min(from+f.pageSize, len(all))
+	if to < len(all) {
+		next := *r.URL
+		q := next.Query()
+		q.Set("page", fmt.Sprint(page+1))
+		next.RawQuery = q.Encode()
+		w.Header().Set("Link", fmt.Sprintf(`<%s%s>; rel="next"`, f.srv.URL, next.RequestURI()))
+	}
+	out := []map[string]any{}
+	for _, c := range all[from:to] {
+		out = append(out, f.commentJSON(n, c))
+	}
+	reply(w, http.StatusOK, out)
+}
+
+func (f *fakeGitHub) createComment(w http.ResponseWriter, r *http.Request) {
+	n, _ := strconv.Atoi(r.PathValue("n"))
+	var in struct{ Body string }
+	if !f.body(r, &in) {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nextID++
+	u := f.self()
+	c := &fakeComment{ID: f.nextID, Body: in.Body, User: u.Login, UserID: u.ID, Type: u.Type}
+	f.comments[n] = append(f.comments[n], c)
+	reply(w, http.StatusCreated, f.commentJSON(n, c))
+}
+
+// editComment edits any comment, as GitHub lets a token with write access
+// to the repository do: only tether can keep itself to its own.
+func (f *fakeGitHub) editComment(w http.ResponseWriter, r *http.Request) {
+	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	var in struct{ Body string }
+	if !f.body(r, &in) {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for n, cs := range f.comments {
+		for _, c := range cs {
+			if c.ID == id {
+				c.Body = in.Body
+				reply(w, http.StatusOK, f.commentJSON(n, c))
+				return
+			}
+		}
+	}
+	reply(w, http.StatusNotFound, map[string]string{"message": "Not Found"})
+}
+
+func (f *fakeGitHub) createDeployment(w http.ResponseWriter, r *http.Request) {
+	var in map[string]any
+	if !f.body(r, &in) {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.noDeployments {
+		reply(w, http.StatusNotFound, map[string]string{"message": "Not Found"})
+		return
+	}
+	f.deps = append(f.deps, in)
+	reply(w, http.StatusCreated, map[string]any{"id": len(f.deps), "ref": in["ref"], "environment": in["environment"], "task": in["task"]})
+}
+
+func (f *fakeGitHub) createStatus(w http.ResponseWriter, r *http.Request) {
+	id, _ := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	var in map[string]any
+	if !f.body(r, &in) {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if id < 1 || int(id) > len(f.deps) {
+		f.t.Errorf("fake API: %s %s: no deployment %d", r.Method, r.URL.Path, id)
+		reply(w, http.StatusNotFound, map[string]string{"message": "Not Found"})
+		return
+	}
+	if d, ok := in["description"].(string); ok && len([]rune(d)) > maxDescription {
+		f.t.Errorf("fake API: %s %s: description of %d characters", r.Method, r.URL.Path, len([]rune(d)))
+	}
+	f.statuses[id] = append(f.statuses[id], in)
+	reply(w, http.StatusCreated, map[string]any{"id": 1000 + len(f.statuses[id]), "state": in["state"]})
+}
+
+func (f *fakeGitHub) commitPulls(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	prs := f.pulls[r.PathValue("sha")]
+	if prs == nil {
+		prs = []map[string]any{}
+	}
+	reply(w, http.StatusOK, prs)
+}
+
+// commitPull is the /api/v1 form: the one pull request, or 404.
+func (f *fakeGitHub) commitPull(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if prs := f.pulls[r.PathValue("sha")]; len(prs) > 0 {
+		reply(w, http.StatusOK, prs[0])
+		return
+	}
+	reply(w, http.StatusNotFound, map[string]string{"message": "pull request does not exist"})
+}
+
+func (f *fakeGitHub) commentJSON(issue int, c *fakeComment) map[string]any {
+	return map[string]any{
+		"id":       c.ID,
+		"body":     c.Body,
+		"user":     map[string]any{"login": c.User, "id": c.UserID, "type": c.Type},
+		"html_url": fmt.Sprintf("%s/%s/pull/%d#issuecomment-%d", testServer, testRepo, issue, c.ID),
+	}
+}
+
 // apiURL is what GITHUB_API_URL is set to.
 func (f *fakeGitHub) apiURL() string { return f.srv.URL + f.prefix }
-
-func (f *fakeGitHub) problem(format string, args ...any) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.problems = append(f.problems, fmt.Sprintf(format, args...))
-}
-
-// check fails the test for any problem a handler recorded.
-func (f *fakeGitHub) check(t *testing.T) {
-	t.Helper()
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, p := range f.problems {
-		t.Errorf("fake API: %s", p)
-	}
-	f.problems = nil
-}
 
 // requests returns and forgets the requests received so far.
 func (f *fakeGitHub) requests() []apiRequest {
@@ -123,170 +343,12 @@ func (f *fakeGitHub) requests() []apiRequest {
 	return r
 }
 
-func (f *fakeGitHub) serve(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	req := apiRequest{Method: r.Method, Path: r.URL.Path}
-	if r.URL.RawQuery != "" {
-		req.Path += "?" + r.URL.RawQuery
-	}
-	if len(body) > 0 {
-		if err := json.Unmarshal(body, &req.Body); err != nil {
-			f.problem("%s: body is not a JSON object: %v", req, err)
-		}
-	}
-	f.mu.Lock()
-	f.reqs = append(f.reqs, req)
-	fail, delay := f.fail, f.delay
-	f.mu.Unlock()
-
-	if got := r.Header.Get("Authorization"); got != "Bearer "+testToken {
-		f.problem("%s: Authorization %q", req, got)
-	}
-	if delay > 0 {
-		select {
-		case <-time.After(delay):
-		case <-r.Context().Done():
-			return
-		}
-	}
-	if fail != nil {
-		if status, h := fail(r); status != 0 {
-			for k, v := range h {
-				w.Header()[k] = v
-			}
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(status)
-			fmt.Fprintf(w, `{"message":%q}`, http.StatusText(status))
-			return
-		}
-	}
-	path, ok := strings.CutPrefix(r.URL.Path, f.prefix+"/")
-	if !ok {
-		f.problem("%s: outside the API base %s", req, f.prefix)
-		http.NotFound(w, r)
-		return
-	}
-	parts := strings.Split(path, "/")
-	if len(parts) < 3 || parts[0] != "repos" || parts[1]+"/"+parts[2] != testRepo {
-		f.problem("%s: not a path of %s", req, testRepo)
-		http.NotFound(w, r)
-		return
-	}
-	f.route(w, r, req, parts[3:])
-}
-
-func (f *fakeGitHub) route(w http.ResponseWriter, r *http.Request, req apiRequest, p []string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	reply := func(status int, v any) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		_ = json.NewEncoder(w).Encode(v)
-	}
-	switch {
-	case len(p) == 3 && p[0] == "issues" && p[2] == "comments":
-		n, _ := strconv.Atoi(p[1])
-		switch r.Method {
-		case http.MethodGet:
-			page, _ := strconv.Atoi(r.URL.Query().Get("page"))
-			page = max(page, 1)
-			all := f.comments[n]
-			from := min((page-1)*f.pageSize, len(all))
-			to := min(from+f.pageSize, len(all))
-			if to < len(all) {
-				next := *r.URL
-				q := next.Query()
-				q.Set("page", fmt.Sprint(page+1))
-				next.RawQuery = q.Encode()
-				w.Header().Set("Link", fmt.Sprintf(`<%s%s>; rel="next"`, f.srv.URL, next.RequestURI()))
-			}
-			var out []map[string]any
-			for _, c := range all[from:to] {
-				out = append(out, f.commentJSON(n, c))
-			}
-			if out == nil {
-				out = []map[string]any{}
-			}
-			reply(http.StatusOK, out)
-		case http.MethodPost:
-			f.nextID++
-			c := &fakeComment{ID: f.nextID, Body: fmt.Sprint(req.Body["body"]), User: "github-actions[bot]", Type: "Bot"}
-			f.comments[n] = append(f.comments[n], c)
-			reply(http.StatusCreated, f.commentJSON(n, c))
-		default:
-			f.problems = append(f.problems, fmt.Sprintf("%s: unexpected method", req))
-			w.WriteHeader(http.StatusMethodNotAllowed)
-		}
-	case len(p) == 3 && p[0] == "issues" && p[1] == "comments" && r.Method == http.MethodPatch:
-		id, _ := strconv.ParseInt(p[2], 10, 64)
-		for n, cs := range f.comments {
-			for _, c := range cs {
-				if c.ID == id {
-					if c.Type != "Bot" {
-						reply(http.StatusForbidden, map[string]string{"message": "Resource not accessible by integration"})
-						return
-					}
-					c.Body = fmt.Sprint(req.Body["body"])
-					reply(http.StatusOK, f.commentJSON(n, c))
-					return
-				}
-			}
-		}
-		reply(http.StatusNotFound, map[string]string{"message": "Not Found"})
-	case len(p) == 1 && p[0] == "deployments" && r.Method == http.MethodPost:
-		if f.noDeployments {
-			reply(http.StatusNotFound, map[string]string{"message": "Not Found"})
-			return
-		}
-		id := int64(len(f.deps) + 1)
-		f.deps = append(f.deps, req.Body)
-		reply(http.StatusCreated, map[string]any{"id": id, "ref": req.Body["ref"], "environment": req.Body["environment"], "task": req.Body["task"]})
-	case len(p) == 3 && p[0] == "deployments" && p[2] == "statuses" && r.Method == http.MethodPost:
-		id, _ := strconv.ParseInt(p[1], 10, 64)
-		if id < 1 || int(id) > len(f.deps) {
-			f.problems = append(f.problems, fmt.Sprintf("%s: no deployment %d", req, id))
-			reply(http.StatusNotFound, map[string]string{"message": "Not Found"})
-			return
-		}
-		if d, ok := req.Body["description"].(string); ok && len([]rune(d)) > maxDescription {
-			f.problems = append(f.problems, fmt.Sprintf("%s: description of %d characters", req, len([]rune(d))))
-		}
-		f.statuses[id] = append(f.statuses[id], req.Body)
-		reply(http.StatusCreated, map[string]any{"id": 1000 + len(f.statuses[id]), "state": req.Body["state"]})
-	case len(p) == 3 && p[0] == "commits" && p[2] == "pulls" && r.Method == http.MethodGet:
-		prs := f.pulls[p[1]]
-		if prs == nil {
-			prs = []map[string]any{}
-		}
-		reply(http.StatusOK, prs)
-	case len(p) == 3 && p[0] == "commits" && p[2] == "pull" && r.Method == http.MethodGet:
-		// The /api/v1 form: the one pull request, or 404.
-		if prs := f.pulls[p[1]]; len(prs) > 0 {
-			reply(http.StatusOK, prs[0])
-			return
-		}
-		reply(http.StatusNotFound, map[string]string{"message": "pull request does not exist"})
-	default:
-		f.problems = append(f.problems, fmt.Sprintf("%s: no such endpoint", req))
-		reply(http.StatusNotFound, map[string]string{"message": "Not Found"})
-	}
-}
-
-func (f *fakeGitHub) commentJSON(issue int, c *fakeComment) map[string]any {
-	return map[string]any{
-		"id":       c.ID,
-		"body":     c.Body,
-		"user":     map[string]any{"login": c.User, "type": c.Type},
-		"html_url": fmt.Sprintf("%s/%s/pull/%d#issuecomment-%d", testServer, testRepo, issue, c.ID),
-	}
-}
-
 // addComment seeds a comment.
-func (f *fakeGitHub) addComment(issue int, user, typ, body string) int64 {
+func (f *fakeGitHub) addComment(issue int, user fakeUser, body string) int64 {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.nextID++
-	f.comments[issue] = append(f.comments[issue], &fakeComment{ID: f.nextID, Body: body, User: user, Type: typ})
+	f.comments[issue] = append(f.comments[issue], &fakeComment{ID: f.nextID, Body: body, User: user.Login, UserID: user.ID, Type: user.Type})
 	return f.nextID
 }
 

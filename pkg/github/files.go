@@ -1,13 +1,13 @@
 package github
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"regexp"
 	"sort"
 	"strings"
+
+	"github.com/tetherdeploy/tether/pkg/report"
 )
 
 // maxSummary is the most a step's job summary may hold; GitHub drops a
@@ -42,11 +42,7 @@ func writeOutputs(path string, outs []output) error {
 // delimiterFor returns a random delimiter that occurs nowhere in value.
 func delimiterFor(value string) (string, error) {
 	for range 10 {
-		var buf [16]byte
-		if _, err := rand.Read(buf[:]); err != nil {
-			return "", err
-		}
-		d := "tether_" + hex.EncodeToString(buf[:])
+		d := "tether_" + randomHex()
 		if !strings.Contains(value, d) {
 			return d, nil
 		}
@@ -66,16 +62,7 @@ func summaryRoom(path string) int {
 // appendSummary adds Markdown to the job summary, cut at a line end if it
 // would pass the limit.
 func appendSummary(path, md string) error {
-	room := summaryRoom(path)
-	if len(md) > room {
-		md = md[:room]
-		if i := strings.LastIndexByte(md, '\n'); i >= 0 {
-			md = md[:i+1]
-		} else {
-			md = ""
-		}
-	}
-	return appendFile(path, md)
+	return appendFile(path, report.Clip(md, summaryRoom(path)))
 }
 
 func appendFile(path, s string) error {

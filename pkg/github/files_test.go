@@ -3,6 +3,7 @@ package github
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -81,16 +82,27 @@ func TestRedactWriterAcrossWrites(t *testing.T) {
 
 func TestProgressGuardsCommandsAndHoldsNodeLogs(t *testing.T) {
 	var out bytes.Buffer
-	p := newProgress(&out, "TOKEN", nil)
+	log := &jobLog{w: &out}
+	p := newProgress(log, nil)
 	fmt.Fprint(p, "plain line\n")
-	fmt.Fprint(p, "::error::from a target\n")
+	fmt.Fprint(p, "::error::"+pwned+"\n")
 	fmt.Fprint(p.Node("frame1"), "held ")
 	fmt.Fprint(p.Node("frame1"), "line\n##[set-output name=x]y")
+	fmt.Fprint(log, "::notice::tether's own\n")
 	fmt.Fprint(p, "partial")
 	p.finish()
-	want := "plain line\n::stop-commands::TOKEN\n::error::from a target\n::TOKEN::\npartial\n"
-	if out.String() != want {
-		t.Errorf("live output %q\nwant %q", out.String(), want)
+	log.close()
+	// Lines in a row share one block; tether's own line ends it.
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 8 || lines[1] != "plain line" || lines[2] != "::error::"+pwned || lines[4] != "::notice::tether's own" || lines[6] != "partial" {
+		t.Errorf("live output:\n%s", out.String())
+	}
+	if lines[0] == lines[5] || !strings.HasPrefix(lines[0], "::stop-commands::") || !strings.HasPrefix(lines[5], "::stop-commands::") {
+		t.Errorf("two blocks do not have their own tokens:\n%s", out.String())
+	}
+	checkNoHostileCommand(t, "progress", out.String())
+	if cmds, _ := runnerCommands(out.String()); len(cmds) != 5 || cmds[2].Data != "tether's own" {
+		t.Errorf("commands the runner runs: %+v, want two blocks and tether's notice", cmds)
 	}
 	lines, dropped, ok := p.takeNode("frame1")
 	if !ok || dropped != 0 || fmt.Sprint(lines) != "[held line ##[set-output name=x]y]" {
@@ -116,7 +128,7 @@ func TestProgressGuardsCommandsAndHoldsNodeLogs(t *testing.T) {
 
 func TestSelectedOnce(t *testing.T) {
 	var calls [][]string
-	p := newProgress(&bytes.Buffer{}, "T", func(n []string) { calls = append(calls, n) })
+	p := newProgress(&jobLog{w: io.Discard}, func(n []string) { calls = append(calls, n) })
 	p.Selected([]string{"a", "b"})
 	p.Selected([]string{"c"})
 	if fmt.Sprint(calls) != "[[a b]]" {

@@ -17,18 +17,16 @@ const maxHeldLines = 5000
 // and printed at the end of the run as one collapsible group per node,
 // because the nodes run in parallel and a log group cannot interleave.
 //
-// Output from targets may contain lines that the runner would take for
-// workflow commands (a line starting with "::"); such lines are printed
-// with command processing stopped around them, so a node cannot add masks,
-// annotations or outputs to the run.
+// Everything written here comes from nodes and builds, so it reaches the
+// job log only inside stop-commands blocks (see jobLog): a node cannot add
+// masks, annotations or outputs to the run.
 //
 // Every method is safe from any goroutine and on a nil *Progress (which
 // discards everything), so the operations need no special case when called
 // outside the Action.
 type Progress struct {
 	mu      sync.Mutex
-	out     io.Writer
-	token   string // resumes workflow commands after ::stop-commands::
+	log     *jobLog
 	partial []byte
 	nodes   map[string]*nodeLog
 	order   []string
@@ -37,8 +35,8 @@ type Progress struct {
 	once       sync.Once
 }
 
-func newProgress(out io.Writer, token string, onSelected func([]string)) *Progress {
-	return &Progress{out: out, token: token, nodes: map[string]*nodeLog{}, onSelected: onSelected}
+func newProgress(log *jobLog, onSelected func([]string)) *Progress {
+	return &Progress{log: log, nodes: map[string]*nodeLog{}, onSelected: onSelected}
 }
 
 // Write prints whole lines at once; a trailing partial line waits for its
@@ -109,12 +107,7 @@ func (p *Progress) Selected(nodes []string) {
 
 // printLines writes untrusted lines to the log; p.mu is held.
 func (p *Progress) printLines(lines []string) {
-	if len(lines) == 0 {
-		return
-	}
-	var b strings.Builder
-	writeUntrusted(&b, lines, p.token)
-	_, _ = io.WriteString(p.out, b.String())
+	p.log.untrusted(lines...)
 }
 
 // finish prints a pending partial line.
@@ -187,35 +180,4 @@ func (n *nodeLog) add(line string) {
 		n.dropped += drop
 	}
 	n.lines = append(n.lines, line)
-}
-
-// looksLikeCommand reports whether the runner could read line as a
-// workflow command: "::name::" or the older "##[name]" form, after
-// leading blanks.
-func looksLikeCommand(line string) bool {
-	t := strings.TrimLeft(line, " \t")
-	return strings.HasPrefix(t, "::") || strings.HasPrefix(t, "##[")
-}
-
-// writeUntrusted writes lines that may come from a target, stopping
-// workflow command processing around them when any could be read as a
-// command.
-func writeUntrusted(b *strings.Builder, lines []string, token string) {
-	guard := false
-	for _, l := range lines {
-		if looksLikeCommand(l) {
-			guard = true
-			break
-		}
-	}
-	if guard {
-		fmt.Fprintf(b, "::stop-commands::%s\n", token)
-	}
-	for _, l := range lines {
-		b.WriteString(l)
-		b.WriteByte('\n')
-	}
-	if guard {
-		fmt.Fprintf(b, "::%s::\n", token)
-	}
 }

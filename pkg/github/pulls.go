@@ -22,7 +22,7 @@ func (a *api) mergedPullRequests(ctx context.Context, sha string) []int {
 	if a.v1 {
 		// /api/v1 servers answer with the one pull request, or 404.
 		var pr gh.PullRequest
-		err := a.callExpecting(ctx, "find the pull request of "+sha, http.StatusNotFound, func(ctx context.Context) (*gh.Response, error) {
+		err := a.callExpecting(ctx, "find the pull request of "+sha, []int{http.StatusNotFound}, func(ctx context.Context) (*gh.Response, error) {
 			req, err := a.client.NewRequest(http.MethodGet, fmt.Sprintf("repos/%s/%s/commits/%s/pull", url.PathEscape(a.owner), url.PathEscape(a.repo), url.PathEscape(sha)), nil)
 			if err != nil {
 				return nil, err

@@ -3,9 +3,12 @@ package github
 import (
 	"bytes"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/tetherdeploy/tether/pkg/report"
 )
 
 // minSecretLen is the shortest secret piece replaced in output: the last
@@ -13,19 +16,20 @@ import (
 // log would garble it while hiding nothing of worth.
 const minSecretLen = 4
 
-// secrets are the values that must never reach the log, the outputs or the
-// summary: every line of the private key and the token.
+// secrets are the values that must never reach the log, the outputs, the
+// summary or a comment: every line of the private key and the token, each
+// also as Markdown escapes it (a token's "_" becomes "\_" in a rendered
+// error, which a reader sees as the token).
 type secrets []string
 
 func newSecrets(values ...string) secrets {
 	var s secrets
 	seen := map[string]bool{}
-	for _, v := range values {
-		for _, l := range strings.Split(strings.ReplaceAll(v, "\r\n", "\n"), "\n") {
-			l = strings.TrimSpace(l)
-			if len(l) >= minSecretLen && !seen[l] {
-				seen[l] = true
-				s = append(s, l)
+	for _, l := range secretLines(values...) {
+		for _, form := range []string{l, report.MarkdownText(l)} {
+			if !seen[form] {
+				seen[form] = true
+				s = append(s, form)
 			}
 		}
 	}
@@ -33,6 +37,20 @@ func newSecrets(values ...string) secrets {
 	// first and leaves the rest of the longer one visible.
 	sort.Slice(s, func(i, j int) bool { return len(s[i]) > len(s[j]) })
 	return s
+}
+
+// secretLines are the pieces of values that are masked in the log: every
+// line long enough to be worth hiding.
+func secretLines(values ...string) []string {
+	var out []string
+	for _, v := range values {
+		for _, l := range strings.Split(strings.ReplaceAll(v, "\r\n", "\n"), "\n") {
+			if l = strings.TrimSpace(l); len(l) >= minSecretLen && !slices.Contains(out, l) {
+				out = append(out, l)
+			}
+		}
+	}
+	return out
 }
 
 // redact replaces every secret in text with ***.

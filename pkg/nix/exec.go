@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -27,9 +28,11 @@ type Executor interface {
 
 // Local runs commands on this machine with os/exec.
 type Local struct {
-	// Env is the complete environment of the commands; nil inherits this
-	// process's. Callers add NIX_CONFIG and the like here: this package
-	// reads no environment itself.
+	// Env is the complete environment of the commands. nil means this
+	// process's environment cut down to what nix needs (see Environ):
+	// never a deploy key, a token or the runner's credentials, which
+	// code from a pull request could otherwise reach through nix. This
+	// package reads the environment only to pass it on that way.
 	Env []string
 	// Dir is the working directory; empty means this process's.
 	Dir string
@@ -46,6 +49,9 @@ func (l Local) Run(ctx context.Context, argv []string, stdin io.Reader, stdout, 
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Env = l.Env
+	if cmd.Env == nil {
+		cmd.Env = Environ(os.Environ())
+	}
 	cmd.Dir = l.Dir
 	cmd.Stdin = stdin
 	cmd.Stdout = stdout

@@ -369,6 +369,58 @@ func TestDialProxyCommandFailureShowsItsStderr(t *testing.T) {
 	}
 }
 
+// A proxy command started in CI holds none of the secrets tether holds:
+// the test starts this test binary as the deployer with a CI step's
+// environment, and the proxy command (this binary again) writes down
+// the environment it was given. What the user's program may need of its
+// own stays.
+func TestProxyCommandSeesNoSecret(t *testing.T) {
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dump := filepath.Join(t.TempDir(), "env")
+	secrets := map[string]string{
+		"INPUT_SSH_PRIVATE_KEY":          "secret-deploy-key",
+		"INPUT_GITHUB_TOKEN":             "ghs_secret_input",
+		"GITHUB_TOKEN":                   "ghs_secret_token",
+		"GH_TOKEN":                       "ghp_secret",
+		"ACTIONS_RUNTIME_TOKEN":          "secret-runtime",
+		"ACTIONS_ID_TOKEN_REQUEST_TOKEN": "secret-oidc",
+		"TETHER_SSH_KEY":                 "secret-tether-key",
+		"TETHER_KNOWN_HOSTS":             "secret-known-hosts",
+	}
+	kept := map[string]string{"TUNNEL_SERVICE_TOKEN": "the-proxys-own", "HOME": "/home/runner"}
+	env := []string{helperEnv + "=start-proxy", "PATH=/usr/bin:/bin"}
+	for k, v := range secrets {
+		env = append(env, k+"="+v)
+	}
+	for k, v := range kept {
+		env = append(env, k+"="+v)
+	}
+	line := "env " + helperEnv + "=env-dump " + Quote([]string{exe, dump})
+	cmd := execCommand(exe, line)
+	cmd.Env = env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("deployer: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(dump)
+	if err != nil {
+		t.Fatalf("the proxy command never ran: %v", err)
+	}
+	got := "\x00" + string(data) + "\x00"
+	for k, v := range secrets {
+		if strings.Contains(got, v) {
+			t.Errorf("the proxy command sees %s", k)
+		}
+	}
+	for k, v := range kept {
+		if !strings.Contains(got, "\x00"+k+"="+v+"\x00") {
+			t.Errorf("the proxy command lacks %s", k)
+		}
+	}
+}
+
 func TestExpandProxyCommandQuotesValues(t *testing.T) {
 	hostile := endpoint{name: "n$(id)", host: "h'; touch pwned; '", port: 2222, user: "u `id`"}
 	line, err := expandProxyCommand("printf '%%s\\n' %h %p %r %n", hostile)

@@ -15,7 +15,9 @@ import (
 // helperEnv selects a helper mode of the test binary, re-executed by tests:
 // "pipe HOST PORT" joins stdin/stdout to a TCP connection (a proxy command),
 // "agent-list" prints the keys of the agent at SSH_AUTH_SOCK (a command run
-// on a node with agent forwarding).
+// on a node with agent forwarding), "env-dump FILE" writes its environment
+// to FILE, "start-proxy LINE" starts LINE as a proxy command and waits for
+// it to end.
 const helperEnv = "TETHER_REMOTE_HELPER"
 
 func TestMain(m *testing.M) {
@@ -24,6 +26,12 @@ func TestMain(m *testing.M) {
 		os.Exit(helperPipe(os.Args[1:]))
 	case "agent-list":
 		os.Exit(helperAgentList())
+	case "env-dump":
+		// A proxy command that writes down its environment.
+		os.Exit(helperEnvDump(os.Args[1:]))
+	case "start-proxy":
+		// The deployer: start a proxy command as Dial does.
+		os.Exit(helperStartProxy(os.Args[1:]))
 	}
 	os.Exit(m.Run())
 }
@@ -60,5 +68,24 @@ func helperAgentList() int {
 	for _, k := range keys {
 		fmt.Println(strings.TrimSpace(string(ssh.MarshalAuthorizedKey(k))))
 	}
+	return 0
+}
+
+func helperEnvDump(args []string) int {
+	if err := os.WriteFile(args[0], []byte(strings.Join(os.Environ(), "\x00")), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "env-dump:", err)
+		return 1
+	}
+	return 0
+}
+
+func helperStartProxy(args []string) int {
+	p, err := startProxy(endpoint{name: "frame1", host: "frame1.example", port: 22, proxyCommand: args[0]})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start-proxy:", err)
+		return 1
+	}
+	io.Copy(io.Discard, p)
+	p.Close()
 	return 0
 }

@@ -47,6 +47,27 @@ func expandProxyCommand(tmpl string, e endpoint) (string, error) {
 	return b.String(), nil
 }
 
+// proxyEnviron is the environment of a proxy command: this process's,
+// without the credentials tether holds for itself or that the CI runner
+// gave it (the action's inputs with the deploy key and the token,
+// tether's own key, the runner's tokens). A proxy command is the user's
+// own program and may need credentials of its own (a tunnel's service
+// token), so unlike nix's allowlist this drops only what is known to be
+// tether's or the runner's.
+func proxyEnviron(environ []string) []string {
+	out := make([]string, 0, len(environ)) // never nil: nil means inherit all
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case name == "GITHUB_TOKEN", name == "GH_TOKEN", name == "TETHER_SSH_KEY", name == "TETHER_KNOWN_HOSTS",
+			strings.HasPrefix(name, "INPUT_"), strings.HasPrefix(name, "ACTIONS_"):
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
 // proxyConn is a net.Conn over a proxy command's stdin and stdout. The
 // command runs in its own process group so that closing the connection also
 // ends whatever it started.
@@ -71,6 +92,7 @@ func startProxy(e endpoint) (*proxyConn, error) {
 	// As ssh does: the user's command line, run by the shell, with exec so
 	// the proxy program itself is the process we signal.
 	cmd := exec.Command("/bin/sh", "-c", "exec "+line)
+	cmd.Env = proxyEnviron(os.Environ())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	inR, inW, err := os.Pipe()
 	if err != nil {

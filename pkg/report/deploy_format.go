@@ -91,7 +91,7 @@ func deployHeadline(r *deploy.Report) string {
 	for i := range r.Results {
 		s := r.Results[i].Status
 		counts[s]++
-		if counts[s] == 1 && !deployKnownStatus(s) {
+		if counts[s] == 1 && !s.Known() {
 			other = append(other, string(s))
 		}
 	}
@@ -102,22 +102,12 @@ func deployHeadline(r *deploy.Report) string {
 		}
 	}
 	for _, s := range other {
-		parts = append(parts, fmt.Sprintf("%d %s", counts[deploy.Status(s)], planClean(s)))
+		parts = append(parts, fmt.Sprintf("%d %s", counts[deploy.Status(s)], clean(s)))
 	}
 	if len(parts) == 0 {
 		return "no nodes"
 	}
 	return strings.Join(parts, ", ")
-}
-
-func deployKnownStatus(s deploy.Status) bool {
-	switch s {
-	case deploy.StatusDeployed, deploy.StatusRebootRequired, deploy.StatusDryActivated,
-		deploy.StatusRolledBack, deploy.StatusFailed, deploy.StatusUnreachable,
-		deploy.StatusUncertain, deploy.StatusSkipped:
-		return true
-	}
-	return false
 }
 
 // deployCountWord is a status as counted in the headline.
@@ -211,7 +201,7 @@ func deployCopied(c deploy.CopyStats) string {
 		}
 		return ""
 	}
-	return fmt.Sprintf("%d path%s, %s", c.Paths, planPlural(c.Paths), planBytes(c.Bytes))
+	return fmt.Sprintf("%d path%s, %s", c.Paths, plural(c.Paths), sizeText(c.Bytes))
 }
 
 // deployDuration formats a phase's wall time: 0.4s, 12.3s, 1m02s, 1h05m.

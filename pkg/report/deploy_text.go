@@ -21,10 +21,10 @@ func DeployText(w io.Writer, r *deploy.Report) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintf(bw, "tether %s", deployVerb(r))
 	if r.Flake != "" {
-		fmt.Fprintf(bw, " of %s", planClean(r.Flake))
+		fmt.Fprintf(bw, " of %s", clean(r.Flake))
 	}
 	if r.Action != "" && !r.Action.IsRollback() && r.Action != "dry-activate" {
-		fmt.Fprintf(bw, " (%s)", planClean(string(r.Action)))
+		fmt.Fprintf(bw, " (%s)", clean(string(r.Action)))
 	}
 	fmt.Fprintf(bw, ": %s", deployHeadline(r))
 	if d := deployDuration(deployRunTime(r)); d != "" {
@@ -50,8 +50,8 @@ func DeployText(w io.Writer, r *deploy.Report) error {
 	for i := range r.Results {
 		res := &r.Results[i]
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
-			planClean(res.Node), deployStatusText(r, res), dash(deployGeneration(res)),
-			dash(planClean(deployChange(res.Previous, deployTarget(res), "->"))),
+			clean(res.Node), deployStatusText(r, res), dash(deployGeneration(res)),
+			dash(clean(deployChange(res.Previous, deployTarget(res), "->"))),
 			dash(deployCopied(res.Copied)), dash(deployDuration(time.Duration(res.Timings.Total))))
 	}
 	if err := tw.Flush(); err != nil {
@@ -63,7 +63,7 @@ func DeployText(w io.Writer, r *deploy.Report) error {
 		if !deployNeedsDetails(res) {
 			continue
 		}
-		fmt.Fprintf(bw, "\n%s: %s\n", planClean(res.Node), deployStatusText(r, res))
+		fmt.Fprintf(bw, "\n%s: %s\n", clean(res.Node), deployStatusText(r, res))
 		deployTextDetails(bw, res)
 	}
 	return bw.Flush()
@@ -76,25 +76,25 @@ func deployNeedsDetails(res *deploy.Result) bool {
 
 func deployTextDetails(w *bufio.Writer, res *deploy.Result) {
 	if res.Reason != "" && !strings.Contains(res.Error, res.Reason) {
-		fmt.Fprintf(w, "  reason: %s\n", strings.Join(planLines(res.Reason), " / "))
+		fmt.Fprintf(w, "  reason: %s\n", strings.Join(cleanLines(res.Reason), " / "))
 	}
-	for _, l := range planLines(res.Error) {
+	for _, l := range cleanLines(res.Error) {
 		fmt.Fprintf(w, "  %s\n", l)
 	}
 	if res.Status == deploy.StatusUncertain {
 		if res.Current != "" {
-			fmt.Fprintf(w, "  last seen on: %s\n", planClean(res.Current))
+			fmt.Fprintf(w, "  last seen on: %s\n", clean(res.Current))
 		}
 		w.WriteString("  check the node with `tether status` before deploying again\n")
 	}
 	if len(res.Profiles) > 1 {
 		for _, p := range res.Profiles {
-			fmt.Fprintf(w, "  profile %s: %s", planClean(p.Profile), planClean(string(p.Status)))
+			fmt.Fprintf(w, "  profile %s: %s", clean(p.Profile), clean(string(p.Status)))
 			if p.Generation > 0 {
 				fmt.Fprintf(w, ", generation %d", p.Generation)
 			}
 			if p.Error != "" {
-				fmt.Fprintf(w, ": %s", strings.Join(planLines(p.Error), " / "))
+				fmt.Fprintf(w, ": %s", strings.Join(cleanLines(p.Error), " / "))
 			}
 			w.WriteString("\n")
 		}
@@ -103,6 +103,6 @@ func deployTextDetails(w *bufio.Writer, res *deploy.Result) {
 		fmt.Fprintf(w, "  %s\n", ph)
 	}
 	if res.DeployID != "" {
-		fmt.Fprintf(w, "  deploy id: %s\n", planClean(res.DeployID))
+		fmt.Fprintf(w, "  deploy id: %s\n", clean(res.DeployID))
 	}
 }

@@ -63,7 +63,7 @@ func TestPlanMarkdownStaysUnderLimit(t *testing.T) {
 		}
 		if limit >= 30_000 {
 			// Generous limits shorten sections, never drop whole nodes.
-			if strings.Contains(md, "details left out") {
+			if strings.Contains(md, "left out to fit the limit") {
 				t.Errorf("limit %d: node details dropped although sections could be shortened", limit)
 			}
 			if got := strings.Count(md, "<details><summary>"); got != 12 {
@@ -101,8 +101,17 @@ func TestPlanMarkdownDropsNodesOnlyWhenNeeded(t *testing.T) {
 	if len(md) > 6000 {
 		t.Fatalf("got %d bytes", len(md))
 	}
-	if !strings.Contains(md, "details left out to fit the comment limit") {
+	if !strings.Contains(md, "nodes left out to fit the limit") {
 		t.Error("no node details were dropped although 40 nodes cannot fit in 6000 bytes")
+	}
+
+	// Where some blocks fit, the first nodes keep theirs.
+	md = PlanMarkdown(hugePlan(15, 40, 5), PlanMarkdownOptions{Limit: 8000})
+	if !strings.Contains(md, "more nodes left out to fit the limit") || strings.Contains(md, "<summary><code>node014</code>") {
+		t.Error("the last node's details were kept while others had to go")
+	}
+	if !strings.Contains(md, "<summary><code>node000</code>") {
+		t.Error("the first node's details were left out: blocks go from the end")
 	}
 	if !strings.Contains(md, "details of ") {
 		t.Error("the note does not say node details were left out")
@@ -147,19 +156,8 @@ func TestPlanMarkdownHostileNames(t *testing.T) {
 func checkMarkdownStructure(t *testing.T, md string) {
 	t.Helper()
 	allowed := []string{"<code>", "</code>", "<details>", "</details>", "<summary>", "</summary>"}
-	fence := ""
 	headerCells := 0
-	for n, line := range strings.Split(md, "\n") {
-		if fence != "" {
-			if strings.HasPrefix(line, fence) && strings.Trim(line, "`") == "" {
-				fence = ""
-			}
-			continue
-		}
-		if strings.HasPrefix(line, "```") {
-			fence = line[:len(line)-len(strings.TrimLeft(line, "`"))]
-			continue
-		}
+	unclosed := proseLines(md, func(n int, line string) {
 		for i := 0; i < len(line); i++ {
 			switch line[i] {
 			case '\\':
@@ -187,10 +185,29 @@ func checkMarkdownStructure(t *testing.T, md string) {
 		} else {
 			headerCells = 0
 		}
-	}
-	if fence != "" {
+	})
+	if unclosed {
 		t.Error("a code fence is never closed")
 	}
+}
+
+// proseLines calls fn with every line of md outside fenced code blocks
+// (numbered from 0), and reports whether a fence is left open.
+func proseLines(md string, fn func(n int, line string)) (unclosed bool) {
+	fence := ""
+	for n, line := range strings.Split(md, "\n") {
+		switch {
+		case fence != "":
+			if strings.HasPrefix(line, fence) && strings.Trim(line, "`") == "" {
+				fence = ""
+			}
+		case strings.HasPrefix(line, "```"):
+			fence = line[:len(line)-len(strings.TrimLeft(line, "`"))]
+		default:
+			fn(n, line)
+		}
+	}
+	return fence != ""
 }
 
 // gfmCells counts table cells the way the GFM table parser splits them:
@@ -223,7 +240,7 @@ func TestPlanJSONRoundTrip(t *testing.T) {
 	}
 }
 
-func TestPlanBytes(t *testing.T) {
+func TestSizeAndDelta(t *testing.T) {
 	tests := []struct {
 		n     int64
 		bytes string
@@ -232,18 +249,20 @@ func TestPlanBytes(t *testing.T) {
 		{0, "0 B", "±0 B"},
 		{1023, "1023 B", "+1023 B"},
 		{1024, "1.0 KiB", "+1.0 KiB"},
-		{-1536, "-1.5 KiB", "-1.5 KiB"},
 		{47_815_065, "45.6 MiB", "+45.6 MiB"},
 		{419_430, "409.6 KiB", "+409.6 KiB"},
 		{5 << 30, "5.0 GiB", "+5.0 GiB"},
 		{3 << 40, "3.0 TiB", "+3.0 TiB"},
 	}
 	for _, tt := range tests {
-		if got := planBytes(tt.n); got != tt.bytes {
-			t.Errorf("planBytes(%d) = %q, want %q", tt.n, got, tt.bytes)
+		if got := sizeText(tt.n); got != tt.bytes {
+			t.Errorf("sizeText(%d) = %q, want %q", tt.n, got, tt.bytes)
 		}
-		if got := planDelta(tt.n); got != tt.delta {
-			t.Errorf("planDelta(%d) = %q, want %q", tt.n, got, tt.delta)
+		if got := deltaText(tt.n); got != tt.delta {
+			t.Errorf("deltaText(%d) = %q, want %q", tt.n, got, tt.delta)
 		}
+	}
+	if got := deltaText(-1536); got != "-1.5 KiB" {
+		t.Errorf("deltaText(-1536) = %q, want -1.5 KiB", got)
 	}
 }

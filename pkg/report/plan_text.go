@@ -17,14 +17,14 @@ import (
 // characters first.
 func PlanText(w io.Writer, p *plan.Plan) error {
 	bw := bufio.NewWriter(w)
-	fmt.Fprintf(bw, "plan for %s", planClean(p.FlakeRef))
+	fmt.Fprintf(bw, "plan for %s", clean(p.FlakeRef))
 	if p.Commit != "" {
-		fmt.Fprintf(bw, " at %s", planClean(p.Commit))
+		fmt.Fprintf(bw, " at %s", clean(p.Commit))
 	}
 	if !p.Generated.IsZero() {
 		fmt.Fprintf(bw, " (%s)", p.Generated.UTC().Format("2006-01-02 15:04:05 UTC"))
 	}
-	fmt.Fprintf(bw, ": %d node%s\n", len(p.Nodes), planPlural(len(p.Nodes)))
+	fmt.Fprintf(bw, ": %d node%s\n", len(p.Nodes), plural(len(p.Nodes)))
 	for i := range p.Nodes {
 		bw.WriteString("\n")
 		planTextNode(bw, &p.Nodes[i])
@@ -33,21 +33,21 @@ func PlanText(w io.Writer, p *plan.Plan) error {
 }
 
 func planTextNode(w *bufio.Writer, n *plan.NodePlan) {
-	name := planClean(n.Node)
+	name := clean(n.Node)
 	switch n.Status {
 	case plan.StatusUnreachable, plan.StatusError, plan.StatusNotQueried:
 		fmt.Fprintf(w, "%s: %s\n", name, planStatusText(n.Status))
-		for _, l := range planLines(n.Error) {
+		for _, l := range cleanLines(n.Error) {
 			fmt.Fprintf(w, "  %s\n", l)
 		}
 		if n.NewSystem != "" {
-			fmt.Fprintf(w, "  new:     %s\n", planClean(n.NewSystem))
+			fmt.Fprintf(w, "  new:     %s\n", clean(n.NewSystem))
 		}
 		return
 	case plan.StatusNoChanges:
 		fmt.Fprintf(w, "%s: no changes\n", name)
 		if n.CurrentSystem != "" {
-			fmt.Fprintf(w, "  current: %s\n", planClean(n.CurrentSystem))
+			fmt.Fprintf(w, "  current: %s\n", clean(n.CurrentSystem))
 		}
 		planTextDry(w, n.DryActivate)
 		return
@@ -64,10 +64,10 @@ func planTextNode(w *bufio.Writer, n *plan.NodePlan) {
 	}
 	fmt.Fprintf(w, "%s: %s\n", name, summary)
 	if n.CurrentSystem != "" {
-		fmt.Fprintf(w, "  current: %s\n", planClean(n.CurrentSystem))
+		fmt.Fprintf(w, "  current: %s\n", clean(n.CurrentSystem))
 	}
 	if n.NewSystem != "" {
-		fmt.Fprintf(w, "  new:     %s\n", planClean(n.NewSystem))
+		fmt.Fprintf(w, "  new:     %s\n", clean(n.NewSystem))
 	}
 	if d := n.Diff; d != nil {
 		planTextPackages(w, d)
@@ -85,7 +85,7 @@ func planTextPackages(w *bufio.Writer, d *plan.Diff) {
 	}
 	for _, k := range plan.Kinds {
 		for _, p := range d.Of(k) {
-			fmt.Fprintf(w, "  [%s] %-*s  %-*s  %s\n", planKindLetter[k], nameW, planClean(p.Name), verW, planClean(planTextVersions(p)), planDelta(p.SizeDelta))
+			fmt.Fprintf(w, "  [%s] %-*s  %-*s  %s\n", planKindLetter[k], nameW, clean(p.Name), verW, clean(planTextVersions(p)), deltaText(p.SizeDelta))
 		}
 	}
 }
@@ -105,9 +105,9 @@ func planTextVersions(p plan.Package) string {
 // planClosureLine is "123 paths, 45.6 MiB -> 124 paths, 46.0 MiB (+0.4 MiB)".
 func planClosureLine(d *plan.Diff) string {
 	return fmt.Sprintf("%d path%s, %s -> %d path%s, %s (%s)",
-		d.Before.Paths, planPlural(d.Before.Paths), planBytes(d.Before.Bytes),
-		d.After.Paths, planPlural(d.After.Paths), planBytes(d.After.Bytes),
-		planDelta(d.BytesDelta()))
+		d.Before.Paths, plural(d.Before.Paths), sizeText(d.Before.Bytes),
+		d.After.Paths, plural(d.After.Paths), sizeText(d.After.Bytes),
+		deltaText(d.BytesDelta()))
 }
 
 func planTextDry(w *bufio.Writer, d *plan.DryActivate) {
@@ -117,7 +117,7 @@ func planTextDry(w *bufio.Writer, d *plan.DryActivate) {
 	w.WriteString("  dry-activate:\n")
 	if d.Error != "" {
 		w.WriteString("    failed:\n")
-		for _, l := range planLines(d.Error) {
+		for _, l := range cleanLines(d.Error) {
 			fmt.Fprintf(w, "      %s\n", l)
 		}
 	}
@@ -131,12 +131,12 @@ func planTextDry(w *bufio.Writer, d *plan.DryActivate) {
 		if len(l.units) == 0 {
 			continue
 		}
-		fmt.Fprintf(w, "    %-25s %s\n", "would "+l.label+":", planClean(strings.Join(l.units, ", ")))
+		fmt.Fprintf(w, "    %-25s %s\n", "would "+l.label+":", clean(strings.Join(l.units, ", ")))
 	}
 	if len(d.Other) > 0 {
 		w.WriteString("    output:\n")
 		for _, l := range d.Other {
-			fmt.Fprintf(w, "      %s\n", planClean(l))
+			fmt.Fprintf(w, "      %s\n", clean(l))
 		}
 	}
 	if d.Empty() {
@@ -161,11 +161,4 @@ func planDryLists(d *plan.DryActivate) []planDryList {
 		{"restart", d.Restart},
 		{"start", d.Start},
 	}
-}
-
-func planPlural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
 }
