@@ -128,10 +128,21 @@ func FakeFlake(dir string, nodes ...string) (*fleet.FakeEvaluator, error) {
 		if i > 0 {
 			b.WriteString(",")
 		}
-		h := fmt.Sprintf("%032x", sha256.Sum256([]byte(n)))[:32]
+		h := storeHash(n)
 		fmt.Fprintf(&b, `%q:{"hostname":%q,"profiles":{"system":{"path":{"drvPath":"/nix/store/%s-%s.drv","out":"/nix/store/%s-%s","name":%q,"system":"x86_64-linux"}}}}`,
 			n, n+".lan", h, n, h, n, n)
 	}
 	b.WriteString("}}")
 	return &fleet.FakeEvaluator{Results: map[string]string{dir + "#deploy": b.String()}}, nil
+}
+
+// storeHash is a store path hash for name, in nix's base-32 alphabet.
+func storeHash(name string) string {
+	const alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
+	sum := sha256.Sum256([]byte(name))
+	var b strings.Builder
+	for i := range 32 {
+		b.WriteByte(alphabet[sum[i]%32])
+	}
+	return b.String()
 }
