@@ -15,6 +15,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/tetherdeploy/tether/internal/agentbin"
 	"github.com/tetherdeploy/tether/pkg/deploy"
 	"github.com/tetherdeploy/tether/pkg/fleet"
 	"github.com/tetherdeploy/tether/pkg/nix"
@@ -34,13 +35,16 @@ func connFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringSliceFlag{Name: "ssh-key", Usage: "private key `FILE` (repeatable); default: $TETHER_SSH_KEY, ssh-agent, ~/.ssh/id_*", TakesFile: true},
 		&ucli.StringSliceFlag{Name: "known-hosts", Usage: "known_hosts `FILE` pinning the nodes' host keys (repeatable); default ~/.ssh/known_hosts", TakesFile: true},
-		&ucli.StringFlag{Name: "agents-dir", Usage: "directory holding tether-agent-linux-<arch> (default: beside the tether binary, or $TETHER_AGENTS_DIR)", TakesFile: true},
+		&ucli.StringFlag{Name: "agents-dir", Usage: "directory holding tether-agent-linux-<arch> (default: $TETHER_AGENTS_DIR, those inside a release build, agents/ beside the binary, else built once from tether's source)", TakesFile: true},
 		&ucli.IntFlag{Name: "parallel", Usage: "nodes handled at once (default: tether.toml's concurrency, else 16)"},
 	}
 }
 
 // setup is what every command that touches nodes needs.
 type setup struct {
+	// ctx is the command's, for work started lazily on its behalf (agents
+	// built on first use).
+	ctx    context.Context
 	env    Env
 	stderr io.Writer
 	fleet  *fleet.Fleet
@@ -134,7 +138,7 @@ func loadFleetWith(ctx context.Context, p params, env Env, stderr io.Writer, ove
 	if err != nil {
 		return nil, usageError(err)
 	}
-	s := &setup{env: env, stderr: stderr, params: p}
+	s := &setup{ctx: ctx, env: env, stderr: stderr, params: p}
 	s.nix = &nix.Runner{Exec: nix.Local{}, Log: stderr}
 	f, err := fleet.Load(ctx, s.nix, fleet.LoadOptions{
 		Dir: dir, Flake: ref, ConfigFile: p.config, LocalUser: localUser(env), Overrides: over,
@@ -210,33 +214,15 @@ func (s *setup) connectWith() error {
 			s.dialer.KeepaliveInterval = v
 		}
 	}
-	dir, err := agentsDir(p.agentsDir, s.env)
+	agentsDir := p.agentsDir
+	if agentsDir == "" {
+		agentsDir = s.env.Get("TETHER_AGENTS_DIR")
+	}
+	s.agents, err = agentbin.Find(s.ctx, agentbin.Options{Dir: agentsDir, Env: s.env, Log: s.stderr})
 	if err != nil {
 		return usageError(err)
 	}
-	s.agents = &deploy.AgentDir{Dir: dir}
 	return nil
-}
-
-// agentsDir finds the cross-compiled agents: the flag, $TETHER_AGENTS_DIR,
-// then agents/ beside the tether binary, then ../share/tether/agents.
-func agentsDir(flag string, env Env) (string, error) {
-	if flag != "" {
-		return flag, nil
-	}
-	if d := env.Get("TETHER_AGENTS_DIR"); d != "" {
-		return d, nil
-	}
-	exe, err := os.Executable()
-	if err == nil {
-		base := filepath.Dir(exe)
-		for _, d := range []string{filepath.Join(base, "agents"), filepath.Join(base, "..", "share", "tether", "agents")} {
-			if fileExists(d) {
-				return d, nil
-			}
-		}
-	}
-	return "", errors.New("cannot find the tether agents: pass --agents-dir or set TETHER_AGENTS_DIR (build them with scripts/build-agents.sh)")
 }
 
 func fileExists(p string) bool {
