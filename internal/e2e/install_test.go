@@ -29,6 +29,7 @@ const modulePath = "github.com/tetherdeploy/tether"
 func TestInstalledTetherBuildsItsAgents(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
+	s := newSandbox(t, sandboxOpts{}) // first: where there can be none, the test skips before building
 	root, err := ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +71,6 @@ func TestInstalledTetherBuildsItsAgents(t *testing.T) {
 		t.Errorf("tether version: %s (%v), want %s", out, err, version)
 	}
 
-	s := newSandbox(t, sandboxOpts{})
 	s.env = env
 	s.agentsDir = ""
 
@@ -87,10 +87,11 @@ func TestInstalledTetherBuildsItsAgents(t *testing.T) {
 	s.deployTwice(ctx, "built in the working tree", root, filepath.Join(cache, "tether", "agents", "devel-*"))
 }
 
-// deployTwice deploys the fleet twice with a tether that has no agents:
-// the first deploy builds the agent (from the source named from), the
-// second finds it cached (in the cache directory matching keyDir), and
-// every node holds exactly the cached agent.
+// deployTwice deploys the fleet twice with a tether that is given no
+// agents: the first deploy builds the agent from the source named from
+// (from "": it builds none, the agents are inside the binary), the second
+// finds it cached (in the cache directory matching keyDir), and every
+// node holds exactly the cached agent.
 func (s *sandbox) deployTwice(ctx context.Context, what, from, keyDir string) {
 	t := s.t
 	t.Helper()
@@ -101,7 +102,10 @@ func (s *sandbox) deployTwice(ctx context.Context, what, from, keyDir string) {
 		t.Fatalf("first deploy of a tether %s: %s", what, r)
 	}
 	announce := "building the tether agent for linux/amd64"
-	if !strings.Contains(r.stderr, announce) || !strings.Contains(r.stderr, "(first use) from "+from) {
+	switch {
+	case from == "" && strings.Contains(r.stderr, announce):
+		t.Errorf("first deploy of a tether %s built an agent:\n%s", what, r.stderr)
+	case from != "" && (!strings.Contains(r.stderr, announce) || !strings.Contains(r.stderr, "(first use) from "+from)):
 		t.Errorf("first deploy of a tether %s does not say it builds the agent from %s:\n%s", what, from, r.stderr)
 	}
 	agents, err := filepath.Glob(filepath.Join(keyDir, agent.AgentFileName("amd64")+"-*"))
