@@ -27,7 +27,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
-	"strings"
 
 	"github.com/tetherdeploy/tether/pkg/deploy"
 )
@@ -37,10 +36,10 @@ type Options struct {
 	// Dir is a directory the user named (--agents-dir,
 	// $TETHER_AGENTS_DIR); it wins over everything else.
 	Dir string
-	// Env is the environment, KEY=VALUE: it locates the user's cache
-	// directory and the go command, and the go command runs with it. This
-	// package reads no environment of its own.
-	Env []string
+	// Getenv reads the environment: it locates the user's cache directory
+	// and the go command, and gives the go command the few variables it
+	// needs (goEnvNames). This package reads no environment of its own.
+	Getenv func(string) string
 	// CacheDir replaces the user's cache directory (tests).
 	CacheDir string
 	// Log receives one line when agents are built.
@@ -71,6 +70,9 @@ func find(ctx context.Context, o Options, b binary) (deploy.AgentSource, error) 
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
+	if o.Getenv == nil {
+		o.Getenv = func(string) string { return "" }
+	}
 	if o.Dir != "" {
 		return &deploy.AgentDir{Dir: o.Dir}, nil
 	}
@@ -80,7 +82,7 @@ func find(ctx context.Context, o Options, b binary) (deploy.AgentSource, error) 
 	if d := besideBinary(b.exe); d != "" {
 		return &deploy.AgentDir{Dir: d}, nil
 	}
-	bld, key, err := newBuilder(o.Env, b, o.Log)
+	bld, key, err := newBuilder(o.Getenv, b, o.Log)
 	if err != nil {
 		return nil, noAgents(err)
 	}
@@ -119,20 +121,10 @@ func noAgents(why error) error {
 		"or pass --agents-dir DIR (or set TETHER_AGENTS_DIR) to agents built with scripts/build-agents.sh DIR", why)
 }
 
-// getenv returns the last value of key in env, "" when unset.
-func getenv(env []string, key string) string {
-	for i := len(env) - 1; i >= 0; i-- {
-		if v, ok := strings.CutPrefix(env[i], key+"="); ok {
-			return v
-		}
-	}
-	return ""
-}
-
-// userCacheDir is os.UserCacheDir computed from env instead of the
-// process environment.
-func userCacheDir(env []string, goos string) (string, error) {
-	home := getenv(env, "HOME")
+// userCacheDir is os.UserCacheDir computed through getenv instead of
+// from the process environment.
+func userCacheDir(getenv func(string) string, goos string) (string, error) {
+	home := getenv("HOME")
 	switch goos {
 	case "darwin", "ios":
 		if home == "" {
@@ -140,7 +132,7 @@ func userCacheDir(env []string, goos string) (string, error) {
 		}
 		return filepath.Join(home, "Library", "Caches"), nil
 	default:
-		if d := getenv(env, "XDG_CACHE_HOME"); filepath.IsAbs(d) {
+		if d := getenv("XDG_CACHE_HOME"); filepath.IsAbs(d) {
 			return d, nil
 		}
 		if home == "" {

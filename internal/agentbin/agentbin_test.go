@@ -32,7 +32,7 @@ func TestFindOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	exe := filepath.Join(exeDir, "tether")
-	base := Options{CacheDir: t.TempDir(), Env: []string{"PATH=/nonexistent"}}
+	base := Options{CacheDir: t.TempDir(), Getenv: envOf("PATH=/nonexistent")}
 
 	withDir := base
 	withDir.Dir = "/explicit"
@@ -62,7 +62,7 @@ func TestFindNothingToDo(t *testing.T) {
 	}
 	for name, b := range cases {
 		t.Run(name, func(t *testing.T) {
-			o := Options{CacheDir: t.TempDir(), Env: []string{"PATH=" + t.TempDir()}}
+			o := Options{CacheDir: t.TempDir(), Getenv: envOf("PATH=" + t.TempDir())}
 			src, err := find(context.Background(), o, b)
 			if err == nil {
 				t.Fatalf("found %#v", src)
@@ -81,14 +81,14 @@ func TestFindNothingToDo(t *testing.T) {
 func TestFindCachedWithoutGo(t *testing.T) {
 	cache := t.TempDir()
 	b := binary{build: released("v1.0.0", "h1:x")}
-	_, key, err := newBuilder(nil, b, nil)
+	_, key, err := newBuilder(envOf(), b, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seed, _ := openSource(t, cache, key, &fakeMaker{content: map[string]string{"amd64": "built before"}})
 	agentOK(t, seed, "amd64", "built before")
 
-	src, err := find(context.Background(), Options{CacheDir: cache, Env: []string{"PATH=" + t.TempDir()}}, b)
+	src, err := find(context.Background(), Options{CacheDir: cache, Getenv: envOf("PATH=" + t.TempDir())}, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,6 +123,8 @@ out=
 prev=
 for a in "$@"; do [ "$prev" = -o ] && out=$a; prev=$a; done
 printf 'pwd=%s GOOS=%s GOARCH=%s GOARM=%s CGO_ENABLED=%s GOWORK=%s args=%s\n' "$(pwd)" "$GOOS" "$GOARCH" "$GOARM" "$CGO_ENABLED" "$GOWORK" "$*" > "$out"
+printf 'GOPROXY=%s\n' "$GOPROXY" >> "$out"
+export -p >> "$out"
 `
 	if err := os.WriteFile(filepath.Join(bin, "go"), []byte(script), 0o755); err != nil {
 		t.Fatal(err)
@@ -134,7 +136,9 @@ func TestBuildFromReleasedModule(t *testing.T) {
 	src := t.TempDir()
 	path := fakeGo(t, src, "h1:good")
 	var log bytes.Buffer
-	o := Options{CacheDir: t.TempDir(), Env: []string{"PATH=" + path, "GOWORK=/home/u/go.work"}, Log: &log}
+	o := Options{CacheDir: t.TempDir(), Getenv: envOf("PATH="+path, "GOWORK=/home/u/go.work", "GOPROXY=file:///proxy",
+		// What CI hands tether; none of it may reach the go command.
+		"TETHER_SSH_KEY=-----BEGIN OPENSSH PRIVATE KEY-----", "GITHUB_TOKEN=ghs_secret", "INPUT_SSH_PRIVATE_KEY=key"), Log: &log}
 	s, err := find(context.Background(), o, binary{build: released("v1.2.3", "h1:good")})
 	if err != nil {
 		t.Fatal(err)
@@ -151,6 +155,14 @@ func TestBuildFromReleasedModule(t *testing.T) {
 			t.Errorf("the build did not run with %q:\n%s", want, got)
 		}
 	}
+	if !strings.Contains(got, "GOPROXY=file:///proxy\n") {
+		t.Errorf("the go command did not get GOPROXY:\n%s", got)
+	}
+	for _, secret := range []string{"PRIVATE KEY", "ghs_secret", "INPUT_SSH_PRIVATE_KEY"} {
+		if strings.Contains(got, secret) {
+			t.Errorf("the go command got %q from tether's environment:\n%s", secret, got)
+		}
+	}
 	if want := "building the tether agent for linux/arm with go1.99.0 (first use) from " + module + "@v1.2.3"; !strings.Contains(log.String(), want) {
 		t.Errorf("log %q does not say %q", log.String(), want)
 	}
@@ -160,7 +172,7 @@ func TestBuildFromReleasedModule(t *testing.T) {
 // source whose sum is not the one this tether was built from.
 func TestBuildRefusesOtherSource(t *testing.T) {
 	path := fakeGo(t, t.TempDir(), "h1:someoneelse")
-	o := Options{CacheDir: t.TempDir(), Env: []string{"PATH=" + path}}
+	o := Options{CacheDir: t.TempDir(), Getenv: envOf("PATH=" + path)}
 	s, err := find(context.Background(), o, binary{build: released("v1.2.3", "h1:good")})
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +191,7 @@ func TestBuildFromWorkingTree(t *testing.T) {
 	}
 	_, file, _, _ := runtime.Caller(0)
 	cache := t.TempDir()
-	o := Options{CacheDir: cache, Env: os.Environ()}
+	o := Options{CacheDir: cache, Getenv: os.Getenv}
 	b := binary{build: workingTreeBuild(), sourceFile: file}
 	var log bytes.Buffer
 	o.Log = &log
@@ -214,5 +226,17 @@ func TestBuildFromWorkingTree(t *testing.T) {
 	}
 	if log.Len() != 0 {
 		t.Errorf("second run logged %q", log.String())
+	}
+}
+
+// envOf is a getenv over KEY=VALUE pairs.
+func envOf(kv ...string) func(string) string {
+	return func(key string) string {
+		for _, e := range kv {
+			if v, ok := strings.CutPrefix(e, key+"="); ok {
+				return v
+			}
+		}
+		return ""
 	}
 }

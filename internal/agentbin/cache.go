@@ -66,7 +66,7 @@ func openCache(ctx context.Context, o Options, key string, m maker) (*Source, er
 	root := o.CacheDir
 	if root == "" {
 		var err error
-		if root, err = userCacheDir(o.Env, runtime.GOOS); err != nil {
+		if root, err = userCacheDir(o.Getenv, runtime.GOOS); err != nil {
 			return nil, fmt.Errorf("find the cache directory for the tether agents: %w (or pass --agents-dir)", err)
 		}
 	}

@@ -324,12 +324,12 @@ func TestUserCacheDir(t *testing.T) {
 		{[]string{"HOME=/Users/u", "XDG_CACHE_HOME=/c"}, "darwin", "/Users/u/Library/Caches"},
 	}
 	for _, c := range cases {
-		got, err := userCacheDir(c.env, c.goos)
+		got, err := userCacheDir(envOf(c.env...), c.goos)
 		if err != nil || got != c.want {
 			t.Errorf("userCacheDir(%q, %s) = %q, %v; want %q", c.env, c.goos, got, err, c.want)
 		}
 	}
-	if _, err := userCacheDir(nil, "linux"); err == nil {
+	if _, err := userCacheDir(envOf(), "linux"); err == nil {
 		t.Error("no HOME, no XDG_CACHE_HOME: no error")
 	}
 }

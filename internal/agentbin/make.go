@@ -63,7 +63,7 @@ func (e embedded) make(_ context.Context, goarch, path string, _ bool) error {
 // compared (the tree may have changed; Go's build cache makes it cheap).
 type builder struct {
 	goCmd string   // "" when there is none
-	env   []string // the user's
+	env   []string // what the go command gets of the user's (goEnv)
 	log   io.Writer
 	// scratch is a directory outside any Go module, where the go command
 	// runs when no module is wanted (the cache's own).
@@ -80,12 +80,12 @@ type builder struct {
 
 // newBuilder works out where this tether's source is and names the cache
 // for its agents, without running anything.
-func newBuilder(env []string, b binary, log io.Writer) (*builder, string, error) {
+func newBuilder(getenv func(string) string, b binary, log io.Writer) (*builder, string, error) {
 	bi := b.build
 	if bi == nil || bi.Main.Path == "" {
 		return nil, "", errors.New("it carries no build information naming its source")
 	}
-	bld := &builder{goCmd: lookPath(env, "go"), env: env, log: log, module: bi.Main.Path}
+	bld := &builder{goCmd: lookPath(getenv("PATH"), "go"), env: goEnv(getenv), log: log, module: bi.Main.Path}
 	if bi.Main.Sum != "" {
 		bld.version, bld.sum = bi.Main.Version, bi.Main.Sum
 		h := sha256.Sum256([]byte(bld.module + "@" + bld.version + " " + bld.sum))
@@ -202,7 +202,30 @@ func (b *builder) download(ctx context.Context) (string, error) {
 	return m.Dir, nil
 }
 
-// goRun runs the go command in dir with the user's environment and
+// goEnvNames are the variables the go command needs to find its
+// toolchain, its caches, the module proxy and the network. Nothing else of
+// tether's environment reaches it: in CI that holds the deploy key and
+// tokens, and what builds the agents needs none of them.
+var goEnvNames = []string{
+	"PATH", "HOME", "USER", "LOGNAME", "TMPDIR", "LANG", "TZ",
+	"GOROOT", "GOPATH", "GOENV", "GOCACHE", "GOCACHEPROG", "GOMODCACHE", "GOTMPDIR", "GOTOOLCHAIN",
+	"GOPROXY", "GOPRIVATE", "GONOPROXY", "GONOSUMDB", "GOSUMDB", "GOINSECURE", "GOAUTH", "GOVCS",
+	"XDG_CACHE_HOME", "XDG_CONFIG_HOME", "SSL_CERT_FILE", "SSL_CERT_DIR",
+	"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+}
+
+// goEnv is the go command's environment: goEnvNames, as getenv has them.
+func goEnv(getenv func(string) string) []string {
+	env := []string{} // never nil: to os/exec that means this process's
+	for _, k := range goEnvNames {
+		if v := getenv(k); v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// goRun runs the go command in dir with its environment (goEnv) and
 // extra, and returns its stdout; a failure keeps the argv and the last
 // lines of stderr.
 func (b *builder) goRun(ctx context.Context, dir string, extra []string, args ...string) ([]byte, error) {
@@ -252,9 +275,9 @@ func hasKey(kvs []string, key string) bool {
 	return false
 }
 
-// lookPath finds an executable named name on env's PATH, "" when none.
-func lookPath(env []string, name string) string {
-	for _, dir := range filepath.SplitList(getenv(env, "PATH")) {
+// lookPath finds an executable named name on path, "" when none.
+func lookPath(path, name string) string {
+	for _, dir := range filepath.SplitList(path) {
 		if dir == "" || !filepath.IsAbs(dir) {
 			continue // a relative PATH entry would run whatever the working directory holds
 		}

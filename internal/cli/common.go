@@ -218,7 +218,7 @@ func (s *setup) connectWith() error {
 	if agentsDir == "" {
 		agentsDir = s.env.Get("TETHER_AGENTS_DIR")
 	}
-	s.agents, err = agentbin.Find(s.ctx, agentbin.Options{Dir: agentsDir, Env: s.env, Log: s.stderr})
+	s.agents, err = agentbin.Find(s.ctx, agentbin.Options{Dir: agentsDir, Getenv: s.env.Get, Log: s.stderr})
 	if err != nil {
 		return usageError(err)
 	}
