@@ -116,9 +116,10 @@ func besideBinary(exe string) string {
 // and cannot build them: why, and the three ways out.
 func noAgents(why error) error {
 	return fmt.Errorf("cannot find the tether agents: this tether carries none and cannot build them (%w); "+
-		"install Go and run it again (it builds them once, on first use), "+
-		"or use the tether of a release archive (it carries them), "+
-		"or pass --agents-dir DIR (or set TETHER_AGENTS_DIR) to agents built with scripts/build-agents.sh DIR", why)
+		"to have them built once, on first use, install Go and use a tether that knows its source "+
+		"(go install github.com/tetherdeploy/tether/cmd/tether@VERSION, or go build ./cmd/tether in a clone); "+
+		"or use the tether of a release archive (it carries them); "+
+		"or pass --agents-dir DIR (or set TETHER_AGENTS_DIR) with agents built by scripts/build-agents.sh DIR", why)
 }
 
 // userCacheDir is os.UserCacheDir computed through getenv instead of
