@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command bench measures tether on sandbox hosts (internal/testhost) with
 // real nix, real sshd and real closures: parallel against sequential
 // deploys, fleet scaling, overhead over a hand-made copy and activation,

@@ -23,6 +23,21 @@ fi
 echo "== go vet"
 go vet ./...
 
+# The CLI is what a fleet owner runs from a Mac; Linux-only packages (sandbox
+# hosts' tools, bench, demo) carry build constraints instead.
+for arch in arm64 amd64; do
+	echo "== go vet, go build ./cmd/tether (darwin/$arch)"
+	GOOS=darwin GOARCH=$arch go vet ./...
+	GOOS=darwin GOARCH=$arch go build -o /dev/null ./cmd/tether
+done
+
+echo "== actionlint"
+# Pinned; it runs shellcheck over the run: scripts (setup.sh installs it).
+actionlint_version=v1.7.12
+tools=$PWD/dist/tools/actionlint-$actionlint_version
+GOBIN=$tools go install "github.com/rhysd/actionlint/cmd/actionlint@$actionlint_version"
+"$tools/actionlint" .github/workflows/*.yml examples/workflows/*.yml
+
 if [[ -x scripts/build-agents.sh ]]; then
 	echo "== agents"
 	bash scripts/build-agents.sh dist/agents

@@ -90,7 +90,7 @@ func (a *App) Plan(ctx context.Context, req PlanRequest) (*plan.Plan, error) {
 	if req.NoTargets {
 		// A build host is one of the machines too: build here.
 		s.buildOn(deploy.Local)
-	} else if err := s.connect(); err != nil {
+	} else if err := s.connect(ctx); err != nil {
 		return nil, err
 	}
 	roots, err := s.gcRoots()
@@ -107,7 +107,7 @@ func (a *App) openConnected(ctx context.Context, t Target) (*Session, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.connect(); err != nil {
+	if err := s.connect(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}

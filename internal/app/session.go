@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tetherdeploy/tether/internal/agentbin"
 	"github.com/tetherdeploy/tether/pkg/deploy"
 	"github.com/tetherdeploy/tether/pkg/fleet"
 	"github.com/tetherdeploy/tether/pkg/nix"
@@ -197,7 +198,7 @@ func (s *Session) engine(events deploy.Sink) Engine {
 // connect loads the SSH credentials and pins the host keys. Host keys come
 // only from pinned sources: the request, the environment, tether.toml, the
 // nodes' sshOpts, and ~/.ssh/known_hosts when nothing else names any.
-func (s *Session) connect() error {
+func (s *Session) connect(ctx context.Context) error {
 	a, t := s.app, s.t
 	home := a.getenv("HOME")
 	src := remote.AuthSources{KeyFiles: t.KeyFiles, PrivateKeys: t.Keys, Home: home, AgentSocket: a.getenv("SSH_AUTH_SOCK")}
@@ -251,34 +252,15 @@ func (s *Session) connect() error {
 			s.Dialer.KeepaliveInterval = v
 		}
 	}
-	dir, err := a.agentsDir(t.AgentsDir)
+	agentsDir := t.AgentsDir
+	if agentsDir == "" {
+		agentsDir = a.getenv("TETHER_AGENTS_DIR")
+	}
+	s.Agents, err = agentbin.Find(ctx, agentbin.Options{Dir: agentsDir, Getenv: a.getenv, Log: a.Log})
 	if err != nil {
 		return Usage(err)
 	}
-	s.Agents = &deploy.AgentDir{Dir: dir}
 	return nil
-}
-
-// agentsDir finds the cross-compiled agents: the request's directory,
-// $TETHER_AGENTS_DIR, then agents/ beside the tether binary, then
-// ../share/tether/agents.
-func (a *App) agentsDir(dir string) (string, error) {
-	if dir != "" {
-		return dir, nil
-	}
-	if d := a.getenv("TETHER_AGENTS_DIR"); d != "" {
-		return d, nil
-	}
-	exe, err := os.Executable()
-	if err == nil {
-		base := filepath.Dir(exe)
-		for _, d := range []string{filepath.Join(base, "agents"), filepath.Join(base, "..", "share", "tether", "agents")} {
-			if fileExists(d) {
-				return d, nil
-			}
-		}
-	}
-	return "", errors.New("cannot find the tether agents: pass --agents-dir or set TETHER_AGENTS_DIR (build them with scripts/build-agents.sh)")
 }
 
 // flakeLocation splits the flake argument into the directory holding

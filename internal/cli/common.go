@@ -19,7 +19,7 @@ func targetFlags(extra ...ucli.Flag) []ucli.Flag {
 		&ucli.StringFlag{Name: "config", Usage: "tether.toml to read (default: tether.toml beside flake.nix, if present)", TakesFile: true},
 		&ucli.StringSliceFlag{Name: "ssh-key", Usage: "private key `FILE` (repeatable); default: $TETHER_SSH_KEY, ssh-agent, ~/.ssh/id_*", TakesFile: true},
 		&ucli.StringSliceFlag{Name: "known-hosts", Usage: "known_hosts `FILE` pinning the nodes' host keys (repeatable); default ~/.ssh/known_hosts", TakesFile: true},
-		&ucli.StringFlag{Name: "agents-dir", Usage: "directory holding tether-agent-linux-<arch> (default: beside the tether binary, or $TETHER_AGENTS_DIR)", TakesFile: true},
+		&ucli.StringFlag{Name: "agents-dir", Usage: "directory holding tether-agent-linux-<arch> (default: $TETHER_AGENTS_DIR, those inside a release build, agents/ beside the binary, else built once from tether's source)", TakesFile: true},
 		&ucli.IntFlag{Name: "parallel", Usage: "nodes handled at once (default: tether.toml's concurrency, else 16)"},
 	}, extra...)
 }

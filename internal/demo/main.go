@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command demo shows tether deploying the example fleet to sandbox hosts on
 // this machine: three machines where rpi is reachable only through frame1
 // and frame1 only through a tunnel, a v1 → v2 upgrade, a release that kills

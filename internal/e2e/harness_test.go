@@ -58,6 +58,9 @@ type sandbox struct {
 	flakeDir string
 	flake    string
 	env      []string
+	// tetherBin and agentsDir are the deployer under test and the
+	// --agents-dir it is given ("" gives none).
+	tetherBin, agentsDir string
 }
 
 type sandboxOpts struct {
@@ -92,7 +95,7 @@ func newSandbox(t *testing.T, o sandboxOpts) (context.Context, *sandbox) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ctx, &sandbox{t: t, fleet: f, flakeDir: dir, flake: ref, env: TetherEnv(os.Environ())}
+	return ctx, &sandbox{t: t, fleet: f, flakeDir: dir, flake: ref, env: TetherEnv(os.Environ()), tetherBin: bins.Tether, agentsDir: bins.AgentsDir}
 }
 
 // run is one tether invocation.
@@ -135,15 +138,17 @@ func (s *sandbox) tether(ctx context.Context, args ...string) run {
 // command prepares a tether invocation; for deploy and rollback it adds
 // --json and returns where the report goes.
 func (s *sandbox) command(ctx context.Context, args ...string) (*exec.Cmd, string) {
-	full := []string{args[0], "--flake", s.flake, "--ssh-key", s.fleet.ClientKeyPath,
-		"--known-hosts", s.fleet.KnownHostsPath, "--agents-dir", bins.AgentsDir}
+	full := []string{args[0], "--flake", s.flake, "--ssh-key", s.fleet.ClientKeyPath, "--known-hosts", s.fleet.KnownHostsPath}
+	if s.agentsDir != "" {
+		full = append(full, "--agents-dir", s.agentsDir)
+	}
 	out := ""
 	if args[0] == "deploy" || args[0] == "rollback" {
 		out = filepath.Join(s.t.TempDir(), "report.json")
 		full = append(full, "--json", out)
 	}
 	full = append(full, args[1:]...)
-	cmd := exec.CommandContext(ctx, bins.Tether, full...)
+	cmd := exec.CommandContext(ctx, s.tetherBin, full...)
 	cmd.Env = s.env
 	cmd.WaitDelay = 5 * time.Second
 	return cmd, out

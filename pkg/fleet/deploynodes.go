@@ -114,6 +114,10 @@ type rawPath struct {
 type deployData struct {
 	top   layer
 	nodes map[string]*deployNode
+	// missing says the flake has no deploy output; suggestions holds what
+	// Nix suggested instead ("Did you mean deplyo?").
+	missing     bool
+	suggestions string
 }
 
 type deployNode struct {

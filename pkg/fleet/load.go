@@ -16,7 +16,8 @@ import (
 // --apply <apply>`). The nix package's runner provides it; tests use a
 // fake. An error for an attribute the flake does not have should keep
 // Nix's message ("does not provide attribute"), or implement
-// `MissingAttribute() bool`.
+// `MissingAttribute() bool` (and `Suggestions() string` for what Nix
+// suggested instead, "Did you mean …?").
 type Evaluator interface {
 	EvalJSON(ctx context.Context, installable, apply string, out any) error
 }
@@ -84,7 +85,7 @@ func Load(ctx context.Context, ev Evaluator, opts LoadOptions) (*Fleet, error) {
 		return nil, err
 	}
 	if cfg == nil && len(dd.nodes) == 0 {
-		return nil, fmt.Errorf("load fleet: %s has no deploy.nodes and there is no %s", flake, ConfigFileName)
+		return nil, noNodes(flake, dd)
 	}
 	tops, err := evalToplevels(ctx, ev, flake, cfg, dd)
 	if err != nil {
@@ -137,11 +138,31 @@ func evalDeploy(ctx context.Context, ev Evaluator, flake string) (*deployData, e
 	err := ev.EvalJSON(ctx, flake+"#deploy", deployApply, &raw)
 	if err != nil {
 		if isMissingAttr(err) {
-			return &deployData{nodes: map[string]*deployNode{}}, nil
+			dd := &deployData{nodes: map[string]*deployNode{}, missing: true}
+			var s interface{ Suggestions() string }
+			if errors.As(err, &s) {
+				dd.suggestions = s.Suggestions()
+			}
+			return dd, nil
 		}
 		return nil, fmt.Errorf("evaluate deploy.nodes of %s: %w", flake, err)
 	}
 	return decodeDeploy(raw)
+}
+
+// noNodes says what to add when the fleet names no machine at all, the
+// first thing a flake with only nixosConfigurations meets.
+func noNodes(flake string, dd *deployData) error {
+	what := "its deploy.nodes is empty"
+	if dd.missing {
+		what = "it has no deploy output"
+		if dd.suggestions != "" {
+			what += " (nix: " + dd.suggestions + ")"
+		}
+	}
+	return fmt.Errorf("load fleet: flake %s names no machines: %s, and there is no %s beside its flake.nix; "+
+		"add a deploy.nodes output to the flake, or a [nodes.<name>] section per machine to %s",
+		flake, what, ConfigFileName, ConfigFileName)
 }
 
 func isMissingAttr(err error) bool {

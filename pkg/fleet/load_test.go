@@ -18,6 +18,8 @@ type fixture struct {
 	// deploy is the JSON deployApply would produce; "" means the flake
 	// has no deploy output.
 	deploy string
+	// deployErr, when set, is the evaluator's error for the deploy output.
+	deployErr error
 	// toml is tether.toml; "" means there is none.
 	toml string
 	// outputs maps a top-level output ("nixosConfigurations") to the JSON
@@ -33,7 +35,9 @@ func (fx fixture) load(t *testing.T) (*Fleet, *FakeEvaluator, error) {
 		writeFiles(t, dir, map[string]string{"tether.toml": fx.toml})
 	}
 	ev := &FakeEvaluator{Results: map[string]string{}, Errors: map[string]error{}}
-	if fx.deploy == "" {
+	if fx.deployErr != nil {
+		ev.Errors[dir+"#deploy"] = fx.deployErr
+	} else if fx.deploy == "" {
 		ev.Errors[dir+"#deploy"] = fmt.Errorf("error: flake 'path:%s' does not provide attribute 'packages.x86_64-linux.deploy', 'legacyPackages.x86_64-linux.deploy' or 'deploy'", dir)
 	} else {
 		ev.Results[dir+"#deploy"] = fx.deploy
@@ -417,7 +421,18 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "no nodes anywhere",
 			fx:   fixture{},
-			want: []string{"has no deploy.nodes and there is no tether.toml"},
+			want: []string{"names no machines: it has no deploy output, and there is no tether.toml",
+				"add a deploy.nodes output to the flake, or a [nodes.<name>] section per machine to tether.toml"},
+		},
+		{
+			name: "no nodes, a misspelt deploy output",
+			fx:   fixture{deployErr: missingAttr{"Did you mean deplo?"}},
+			want: []string{"it has no deploy output (nix: Did you mean deplo?)", "add a deploy.nodes output"},
+		},
+		{
+			name: "an empty deploy.nodes",
+			fx:   fixture{deploy: `{"nodes":{}}`},
+			want: []string{"its deploy.nodes is empty, and there is no tether.toml"},
 		},
 		{
 			name: "known_hosts file missing",
@@ -527,3 +542,11 @@ func TestFakeEvaluatorPanicsOnUnexpectedInput(t *testing.T) {
 	var out any
 	_ = (&FakeEvaluator{}).EvalJSON(context.Background(), "/flake#deploy", deployApply, &out)
 }
+
+// missingAttr is an evaluator's error for a missing attribute that says
+// so through methods, as the nix package's does, with nix's suggestion.
+type missingAttr struct{ suggestion string }
+
+func (m missingAttr) Error() string          { return "the flake does not provide it" }
+func (m missingAttr) MissingAttribute() bool { return true }
+func (m missingAttr) Suggestions() string    { return m.suggestion }

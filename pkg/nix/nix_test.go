@@ -245,6 +245,53 @@ func TestEvalJSONAppliesAndDecodes(t *testing.T) {
 	f.Check(t)
 }
 
+// TestEvalJSONMissingAttribute: a flake without the output asked for
+// is a MissingAttributeError keeping only nix's suggestion, and nix's
+// message does not reach the log (the caller says it in its own words);
+// any other failure, and a success's warnings, do reach it.
+func TestEvalJSONMissingAttribute(t *testing.T) {
+	const missing = "error: flake 'path:/fleet' does not provide attribute 'packages.x86_64-linux.deploy', 'legacyPackages.x86_64-linux.deploy' or 'deploy'\n"
+	cases := []struct {
+		name, stderr string
+		exit         int
+		wantHint     string // for a missing attribute
+		wantLog      string // "" means nothing logged
+	}{
+		{name: "missing", stderr: missing, exit: 1},
+		{name: "missing, with a suggestion", stderr: missing + "       Did you mean deplo?\n", exit: 1, wantHint: "Did you mean deplo?"},
+		{name: "syntax error", stderr: "error: syntax error, unexpected '}'\n       at /fleet/flake.nix:3:1\n", exit: 1, wantLog: "syntax error"},
+		{name: "warning", stderr: "warning: unknown setting 'foo'\n", wantLog: "unknown setting"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := &nix.FakeExecutor{}
+			call := f.Expect(argv("nix", "eval", xp, "--json", "path:/fleet#deploy"), "{}")
+			call.Stderr, call.ExitCode = c.stderr, c.exit
+			var log bytes.Buffer
+			var out any
+			err := (&nix.Runner{Exec: f, Log: &log}).EvalJSON(context.Background(), "path:/fleet#deploy", "", &out)
+			var m *nix.MissingAttributeError
+			isMissing := errors.As(err, &m)
+			switch {
+			case strings.HasPrefix(c.name, "missing") && !isMissing:
+				t.Fatalf("err = %v, want a MissingAttributeError", err)
+			case strings.HasPrefix(c.name, "missing") && m.Hint != c.wantHint:
+				t.Errorf("hint %q, want %q", m.Hint, c.wantHint)
+			case !strings.HasPrefix(c.name, "missing") && isMissing:
+				t.Errorf("%v taken for a missing attribute", err)
+			case c.exit != 0 && err == nil:
+				t.Error("no error")
+			}
+			if c.wantLog == "" && log.Len() != 0 {
+				t.Errorf("nix's message reached the log: %q", log.String())
+			}
+			if c.wantLog != "" && !strings.Contains(log.String(), c.wantLog) {
+				t.Errorf("log %q lacks %q", log.String(), c.wantLog)
+			}
+		})
+	}
+}
+
 func TestRealiseRootsEveryOutput(t *testing.T) {
 	drvA := "/nix/store/ha11z7dki9ym5qnqxi68qylxskxwz4sz-a-1.0.drv"
 	drvB := "/nix/store/a2f7000qd69099a73s6na2sb5xk8hac1-b-2.0.drv"

@@ -62,6 +62,11 @@ func (r *Runner) storeArgv(args ...string) []string {
 
 // run runs argv, streaming stderr to Log; failures become *CmdError.
 func (r *Runner) run(ctx context.Context, argv []string, stdin io.Reader, stdout io.Writer) error {
+	return r.runLog(ctx, argv, stdin, stdout, r.Log)
+}
+
+// runLog is run with stderr streamed to log instead of Log.
+func (r *Runner) runLog(ctx context.Context, argv []string, stdin io.Reader, stdout, log io.Writer) error {
 	exe := r.Exec
 	if exe == nil {
 		exe = Local{}
@@ -71,8 +76,8 @@ func (r *Runner) run(ctx context.Context, argv []string, stdin io.Reader, stdout
 	}
 	tail := &tailWriter{}
 	var stderr io.Writer = tail
-	if r.Log != nil {
-		stderr = io.MultiWriter(tail, r.Log)
+	if log != nil {
+		stderr = io.MultiWriter(tail, log)
 	}
 	err := exe.Run(ctx, argv, stdin, stdout, stderr)
 	if err == nil {

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Command testhost runs sandbox hosts outside of `go test`, for the demo and
 // the benchmarks:
 //
