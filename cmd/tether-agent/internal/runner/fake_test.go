@@ -71,7 +71,8 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 // fakeSystem is how one fake system's activation behaves.
 type fakeSystem struct {
-	code   int      // exit status
+	code     int      // exit status of switch, test and dry-activate
+	bootCode int      // exit status of boot
 	hang   bool     // run until killed (after moving the clock past the activation timeout)
 	output []string // lines on stderr
 }
@@ -86,6 +87,7 @@ type fakeMachine struct {
 	systems map[string]fakeSystem // by store path
 
 	mu          sync.Mutex
+	bootDefault string   // base name of the system that boots next (switch, boot)
 	activations []string // "<system base name> <action>"
 	activEnv    [][]string
 	nixCalls    []string
@@ -121,7 +123,16 @@ func (m *fakeMachine) Run(ctx context.Context, c Command) (int, error) {
 		<-ctx.Done()
 		return -1, context.Cause(ctx)
 	}
-	if sys.code == 0 && (action == "switch" || action == "test") {
+	code := sys.code
+	if action == "boot" {
+		code = sys.bootCode
+	}
+	if code == 0 && (action == "switch" || action == "boot") {
+		m.mu.Lock()
+		m.bootDefault = filepath.Base(system)
+		m.mu.Unlock()
+	}
+	if code == 0 && (action == "switch" || action == "test") {
 		link := filepath.Join(m.root, "run/current-system")
 		_ = os.MkdirAll(filepath.Dir(link), 0o755)
 		_ = os.Remove(link)
@@ -129,7 +140,7 @@ func (m *fakeMachine) Run(ctx context.Context, c Command) (int, error) {
 			m.t.Errorf("fake machine: %v", err)
 		}
 	}
-	return sys.code, nil
+	return code, nil
 }
 
 // whichActivation tells which system an activation command is for, and
@@ -297,6 +308,35 @@ func (h *harness) installed(path string) {
 	code, _ := h.m.nixEnv(Command{Argv: []string{"nix-env", "-p", h.profile, "--set", path}, Stderr: testWriter{h.t}})
 	if code != 0 {
 		h.t.Fatal("fake nix-env --set failed")
+	}
+}
+
+// booted makes path the system the machine booted (/run/booted-system).
+func (h *harness) booted(path string) {
+	h.t.Helper()
+	link := filepath.Join(h.root, "run/booted-system")
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	_ = os.Remove(link)
+	if err := os.Symlink(path, link); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// bootLinks gives system the links NixOS systems have to what takes
+// effect only at boot: kernel, initrd and kernel-modules of kernel, and
+// systemd.
+func (h *harness) bootLinks(system, kernel, systemd string) {
+	h.t.Helper()
+	p := filepath.Join(h.store, system)
+	for name, target := range map[string]string{
+		"kernel": "/nix/store/" + kernel + "/bzImage", "initrd": "/nix/store/initrd-" + kernel + "/initrd",
+		"kernel-modules": "/nix/store/modules-" + kernel, "systemd": "/nix/store/" + systemd,
+	} {
+		if err := os.Symlink(target, filepath.Join(p, name)); err != nil {
+			h.t.Fatal(err)
+		}
 	}
 }
 
