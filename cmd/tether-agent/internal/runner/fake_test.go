@@ -73,8 +73,8 @@ func (c *fakeClock) Advance(d time.Duration) {
 type fakeSystem struct {
 	code     int      // exit status of switch, test and dry-activate
 	bootCode int      // exit status of boot
-	hang   bool     // run until killed (after moving the clock past the activation timeout)
-	output []string // lines on stderr
+	hang     bool     // run until killed (after moving the clock past the activation timeout)
+	output   []string // lines on stderr
 }
 
 // fakeMachine is an Executor that plays nix-env (on real symlinks, with

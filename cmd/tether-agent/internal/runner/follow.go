@@ -77,7 +77,7 @@ func (r *Runner) tail(ctx context.Context, dir string, offset int64, fn func(lin
 		// launchedAt is when this follow started a runner to take the
 		// deploy up (zero: it did not).
 		launchedAt time.Time
-		idleSince = r.Clock.Now()
+		idleSince  = r.Clock.Now()
 	)
 	for {
 		n, err := f.Read(buf)
