@@ -92,6 +92,14 @@ type fakeMachine struct {
 	activEnv    [][]string
 	nixCalls    []string
 	systemdRun  func(argv []string) (int, error)
+	// profile is the system profile whose generations a boot activation
+	// writes boot entries for (under root/boot/loader, when that exists).
+	profile string
+	// toolCalls records bootctl and systemctl; onReboot runs at
+	// `systemctl reboot` (the machine going down), rebootCode is its exit.
+	toolCalls  []string
+	onReboot   func()
+	rebootCode int
 }
 
 func (m *fakeMachine) Run(ctx context.Context, c Command) (int, error) {
@@ -100,6 +108,17 @@ func (m *fakeMachine) Run(ctx context.Context, c Command) (int, error) {
 		return m.nixEnv(c)
 	case c.Argv[0] == "systemd-run" && m.systemdRun != nil:
 		return m.systemdRun(c.Argv)
+	case filepath.Base(c.Argv[0]) == "bootctl" || filepath.Base(c.Argv[0]) == "systemctl":
+		m.mu.Lock()
+		m.toolCalls = append(m.toolCalls, filepath.Base(c.Argv[0])+" "+strings.Join(c.Argv[1:], " "))
+		m.mu.Unlock()
+		if filepath.Base(c.Argv[0]) == "systemctl" {
+			if m.onReboot != nil && m.rebootCode == 0 {
+				m.onReboot()
+			}
+			return m.rebootCode, nil
+		}
+		return 0, nil
 	}
 	system, action := m.whichActivation(c)
 	if system == "" {
@@ -131,6 +150,7 @@ func (m *fakeMachine) Run(ctx context.Context, c Command) (int, error) {
 		m.mu.Lock()
 		m.bootDefault = filepath.Base(system)
 		m.mu.Unlock()
+		m.writeBootEntries()
 	}
 	if code == 0 && (action == "switch" || action == "test") {
 		link := filepath.Join(m.root, "run/current-system")
@@ -230,6 +250,21 @@ func (m *fakeMachine) nixEnv(c Command) (int, error) {
 	return 1, nil
 }
 
+// writeBootEntries does what NixOS's systemd-boot installer does with the
+// entries: one per generation of the system profile, the others removed.
+func (m *fakeMachine) writeBootEntries() {
+	dir := filepath.Join(m.root, "boot/loader/entries")
+	if _, err := os.Stat(filepath.Dir(dir)); err != nil || m.profile == "" {
+		return
+	}
+	_ = os.RemoveAll(dir)
+	_ = os.MkdirAll(dir, 0o755)
+	gens, _ := listGenerations(m.profile)
+	for _, g := range gens {
+		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("nixos-generation-%d.conf", g.Number)), []byte("options init="+g.Path+"/init\n"), 0o644)
+	}
+}
+
 func (m *fakeMachine) activated() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -258,7 +293,7 @@ func newHarness(t *testing.T) *harness {
 			t.Fatal(err)
 		}
 	}
-	h.m = &fakeMachine{t: t, clock: h.clock, root: h.root, systems: map[string]fakeSystem{}}
+	h.m = &fakeMachine{t: t, clock: h.clock, root: h.root, systems: map[string]fakeSystem{}, profile: h.profile}
 	h.r = &Runner{
 		StateDir:     filepath.Join(base, "state"),
 		Exec:         h.m,

@@ -255,6 +255,9 @@ func (d *deploy) reboot(ctx context.Context, ev agent.Event, notDown func() agen
 func (d *deploy) reconcileReboot(ctx context.Context, j journal, rebooted, wait bool) agent.Status {
 	req := d.req
 	ctx = context.WithoutCancel(ctx)
+	// The profile and the boot entries changed before the reboot: a
+	// rollback puts them back.
+	d.committing = true
 	booted, _ := readLink(d.r.bootedSystemLink())
 	bl, blErr := d.r.detectBootLoader()
 	restore := func(reason string) agent.Status {

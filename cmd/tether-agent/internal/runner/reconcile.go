@@ -103,6 +103,7 @@ func (r *Runner) reconcile(ctx context.Context, lock *machineLock, stateDir stri
 		return nil, false
 	}
 	defer log.close()
+	log.observe = r.observe
 	// While it is being ended, the lock names the deploy it ends: a
 	// deployer following it sees its runner at work, and a second
 	// deploy is told which one holds the machine.
