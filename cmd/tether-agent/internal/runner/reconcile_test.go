@@ -379,5 +379,3 @@ func TestConfirmationIgnoresTheWallClock(t *testing.T) {
 		}
 	}
 }
-
-
