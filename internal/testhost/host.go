@@ -39,6 +39,7 @@ type Host struct {
 	Netns string
 
 	userpool   string // the runner's build user pool, bind-mounted in; "" if none
+	power      sync.Mutex // PowerCut and PowerOn, one at a time
 	anchor     *exec.Cmd
 	anchorIn   io.WriteCloser
 	anchorDone chan struct{}
