@@ -247,7 +247,10 @@ func (d *deploy) reconcile(ctx context.Context, j journal, rebooted, wait bool) 
 			return d.commit(ctx, prof)
 		}
 		d.res.Reason = why
-		return d.rollbackLive(ctx, why, !rebooted)
+		if rebooted {
+			return d.rollbackLive(ctx, "the machine rebooted before a confirmation arrived", false)
+		}
+		return d.rollbackLive(ctx, why, true)
 	}
 
 	// Single phase: the profile, and perhaps the boot default, moved
