@@ -449,4 +449,3 @@ func TestDeployerKilledAtEachPhase(t *testing.T) {
 		})
 	}
 }
-
