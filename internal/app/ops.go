@@ -40,6 +40,7 @@ func (a *App) Deploy(ctx context.Context, req DeployRequest) (*deploy.Report, er
 	opts.KeepGoing = req.KeepGoing
 	opts.ActivationTimeout = req.ActivationTimeout
 	opts.AllowFailedUnits = req.AllowFailedUnits
+	opts.Reboot = req.Reboot
 	opts.Compress = req.Compress
 	return s.engine(req.Progress.Events).Deploy(ctx, s.Nodes, opts), nil
 }
