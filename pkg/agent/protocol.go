@@ -13,6 +13,12 @@ const ProtocolVersion = 1
 // tempPath.
 const DefaultTempPath = "/var/lib"
 
+// BootLinks are the links of a NixOS system to what a live activation
+// cannot replace: when one differs from the booted system's, the new
+// system takes full effect only at the next boot. Result.RebootFor names
+// them.
+var BootLinks = []string{"kernel", "initrd", "kernel-modules", "systemd"}
+
 // DefaultProfile is the NixOS system profile: what `status` and
 // `generation` read when no --profile is given.
 const DefaultProfile = "/nix/var/nix/profiles/system"

@@ -83,6 +83,7 @@ type activation struct {
 	bootID    string
 	previous  string
 	rebooting bool
+	booted    bool
 	awaiting  time.Time
 	confirmed sync.Once
 }
@@ -139,7 +140,7 @@ func (a *activation) run(ctx context.Context) (agent.Result, error) {
 			return agent.Result{}, fmt.Errorf("%s: the agent never started: %w", a.label, err)
 		}
 		if settle.Err() != nil {
-			if a.isRebooting() {
+			if a.isRebooting() || a.req.Reboot && !a.isBooted() {
 				return agent.Result{}, fmt.Errorf("%w: %s did not come back within %s after rebooting into the new system (%v); "+
 					"its boot default is still the previous system %s: a power cycle brings it back on it",
 					errUncertain, n.node.Name, budget.Round(time.Second), shortErr(lastErr), orUnknown(a.previous))
@@ -181,7 +182,7 @@ func (a *activation) handle(ctx, settle context.Context, ev agent.Event) {
 		a.mu.Unlock()
 	case agent.EventBooted:
 		a.mu.Lock()
-		a.rebooting = false
+		a.rebooting, a.booted = false, true
 		a.mu.Unlock()
 	case agent.EventAwaitingConfirmation:
 		// The wait is a duration, measured here from the moment the
@@ -208,6 +209,14 @@ func confirmDeadline(received time.Time, ev agent.Event, req agent.Request) time
 		wait = req.WithDefaults().ConfirmTimeout.D()
 	}
 	return received.Add(wait)
+}
+
+// isBooted reports whether the node came back from a reboot of this
+// deploy (the runner after the boot said so).
+func (a *activation) isBooted() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.booted
 }
 
 func (a *activation) isRebooting() bool {
@@ -404,9 +413,15 @@ func (a *activation) show(ev agent.Event) {
 		n.emit(PhaseActivate, fmt.Sprintf("deploy %s had not finished (its agent stopped, or the node lost power): %s%s",
 			ev.DeployID, ev.Status, suffix(": ", ev.Reason)))
 	case agent.EventProfileSet:
-		n.emit(PhaseActivate, fmt.Sprintf("profile set to generation %d", ev.Generation))
+		if a.req.Reboot && !a.isBooted() && !a.committing {
+			n.emit(PhaseActivate, fmt.Sprintf("new system staged as generation %d, to be booted once; the default stays the previous system", ev.Generation))
+		} else {
+			n.emit(PhaseActivate, fmt.Sprintf("profile set to generation %d", ev.Generation))
+		}
 	case agent.EventActivating:
-		if a.committing {
+		if a.req.Reboot && !a.isBooted() && !a.committing {
+			n.emit(PhaseActivate, "writing the boot entries")
+		} else if a.committing {
 			n.emit(PhaseConfirm, "making it the boot default")
 		} else {
 			n.emit(PhaseActivate, "activating "+a.label)

@@ -241,6 +241,9 @@ func (d *deployMD) details(b *strings.Builder, res *deploy.Result) {
 	if res.Current != "" && res.Current != res.New && res.Current != res.Previous {
 		items = append(items, "now on: "+planMDCode(res.Current))
 	}
+	if r := rebootText(res.RebootFor); r != "" {
+		items = append(items, "**"+r+"**")
+	}
 	if res.Status == deploy.StatusUncertain {
 		items = append(items, "check the node with "+planMDCode("tether status")+" before deploying again")
 	}

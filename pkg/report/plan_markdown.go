@@ -449,6 +449,9 @@ func planMDBlock(n *plan.NodePlan) *mdBlock {
 			summary += ": " + c
 		}
 		summary += " · " + planDelta(n.Diff.BytesDelta())
+		if len(n.RebootFor) > 0 {
+			summary += " · needs a reboot"
+		}
 	}
 	add(fmt.Sprintf("<details><summary>%s · %s</summary>\n\n", planHTMLCode(n.Node), html.EscapeString(summary)))
 
@@ -472,6 +475,9 @@ func planMDBlock(n *plan.NodePlan) *mdBlock {
 		}
 		if n.NewSystem != "" && n.NewSystem != n.CurrentSystem {
 			add(fmt.Sprintf("- new: %s\n", planMDCode(n.NewSystem)))
+		}
+		if r := rebootText(n.RebootFor); r != "" {
+			add("- **" + r + "**\n")
 		}
 		add("\n")
 	}

@@ -555,11 +555,7 @@ func (d *deploy) restoreRecords(ctx context.Context) error {
 	return nil
 }
 
-// bootLinks are the parts of a NixOS system that a live activation cannot
-// replace: they take effect only when the machine boots.
-var bootLinks = []string{"kernel", "initrd", "kernel-modules", "systemd"}
-
-// checkBootChanges notes which of bootLinks differ between system and the
+// checkBootChanges notes which of agent.BootLinks differ between system and the
 // booted system: the deploy then needs a reboot to take full effect.
 func (d *deploy) checkBootChanges(system string) {
 	if changed := bootChanges(d.r.bootedSystemLink(), system); len(changed) > 0 {
@@ -568,7 +564,7 @@ func (d *deploy) checkBootChanges(system string) {
 	}
 }
 
-// bootChanges lists the bootLinks whose targets differ between the two
+// bootChanges lists the agent.BootLinks whose targets differ between the two
 // systems. Nothing is known, so nothing listed, when there is no booted
 // system.
 func bootChanges(booted, system string) []string {
@@ -576,9 +572,11 @@ func bootChanges(booted, system string) []string {
 		return nil
 	}
 	var out []string
-	for _, name := range bootLinks {
-		a, aerr := os.Readlink(filepath.Join(booted, name))
-		b, berr := os.Readlink(filepath.Join(system, name))
+	for _, name := range agent.BootLinks {
+		// Resolved to the end: a profile that wraps a system links its
+		// links.
+		a, aerr := filepath.EvalSymlinks(filepath.Join(booted, name))
+		b, berr := filepath.EvalSymlinks(filepath.Join(system, name))
 		if (aerr == nil) != (berr == nil) || a != b {
 			out = append(out, name)
 		}

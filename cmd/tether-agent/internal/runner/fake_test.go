@@ -306,6 +306,7 @@ func newHarness(t *testing.T) *harness {
 		PollInterval: 2 * time.Millisecond,
 		LockRetry:    20 * time.Millisecond,
 		GoneGrace:    10 * time.Millisecond,
+		RebootPause:  time.Millisecond,
 	}
 	return h
 }
@@ -366,9 +367,16 @@ func (h *harness) bootLinks(system, kernel, systemd string) {
 	h.t.Helper()
 	p := filepath.Join(h.store, system)
 	for name, target := range map[string]string{
-		"kernel": "/nix/store/" + kernel + "/bzImage", "initrd": "/nix/store/initrd-" + kernel + "/initrd",
-		"kernel-modules": "/nix/store/modules-" + kernel, "systemd": "/nix/store/" + systemd,
+		"kernel": kernel + "/bzImage", "initrd": "initrd-" + kernel + "/initrd",
+		"kernel-modules": "modules-" + kernel + "/lib", "systemd": systemd + "/bin",
 	} {
+		target = filepath.Join(h.store, target)
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			h.t.Fatal(err)
+		}
+		if err := os.WriteFile(target, nil, 0o644); err != nil {
+			h.t.Fatal(err)
+		}
 		if err := os.Symlink(target, filepath.Join(p, name)); err != nil {
 			h.t.Fatal(err)
 		}

@@ -237,6 +237,13 @@ const RebootWait = 3 * time.Minute
 // the machine has not gone down after RebootWait, notDown ends it.
 func (d *deploy) reboot(ctx context.Context, ev agent.Event, notDown func() agent.Status) agent.Status {
 	d.log.emit(ev)
+	// The deployer following the log should hear of the reboot before
+	// its connection goes with the machine: then it waits for the machine
+	// to come back instead of calling it lost.
+	select {
+	case <-d.stop:
+	case <-d.r.Clock.After(d.r.RebootPause):
+	}
 	if err := d.r.runTool(ctx, d.r.tool("systemctl"), "reboot"); err != nil {
 		d.log.emit(agent.Event{Type: agent.EventWarning, Error: "reboot: " + err.Error()})
 		return notDown()

@@ -64,6 +64,9 @@ type Runner struct {
 	LockRetry time.Duration
 	// StartWait bounds how long `start` waits for the runner's first event.
 	StartWait time.Duration
+	// RebootPause is how long the runner lets followers read its
+	// `rebooting` before it reboots the machine.
+	RebootPause time.Duration
 	// ReconcileWait bounds how long `status` waits for the unfinished
 	// deploy it found to be ended before it reports anyway.
 	ReconcileWait time.Duration
@@ -111,6 +114,9 @@ func (r *Runner) withDefaults() *Runner {
 	}
 	if c.StartWait <= 0 {
 		c.StartWait = 10 * time.Second
+	}
+	if c.RebootPause <= 0 {
+		c.RebootPause = time.Second
 	}
 	if c.ReconcileWait <= 0 {
 		c.ReconcileWait = 30 * time.Second
