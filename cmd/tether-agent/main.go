@@ -1,7 +1,7 @@
 // Command tether-agent is the small static program tether uploads to each
-// target machine. It takes the machine's deploy lock, sets the profile, runs
-// the activation detached from the SSH session, and rolls back unless the
-// deployer confirms in time. Every subcommand prints JSON on standard output.
+// target machine. It takes the machine's deploy lock, runs the activation
+// detached from the SSH session, rolls back unless the deployer confirms in
+// time, and makes the new system permanent only once confirmed. Every subcommand prints JSON on standard output.
 // The protocol is described in docs/protocol.md, its types are package agent,
 // and the implementation is package runner.
 package main

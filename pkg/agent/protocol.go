@@ -7,7 +7,7 @@ import (
 
 // ProtocolVersion is printed by `tether-agent version`. It changes when a
 // deployer of one version could misread an agent of another.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // DefaultTempPath is where the state dir lives when the node sets no
 // tempPath.
