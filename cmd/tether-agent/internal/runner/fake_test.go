@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -519,4 +520,20 @@ func (h *harness) last() agent.Result {
 		h.t.Fatal(err)
 	}
 	return res
+}
+
+// checkMachine asserts what a deploy left on the machine: the activations
+// that ran, the profile's generations and system, and the boot default.
+func (h *harness) checkMachine(t *testing.T, activations []string, gens []int, current, bootDefault string) {
+	t.Helper()
+	if got := h.m.activated(); !reflect.DeepEqual(got, activations) {
+		t.Errorf("activations = %q, want %q", got, activations)
+	}
+	g, cur := h.generations()
+	if !reflect.DeepEqual(g, gens) || cur != current {
+		t.Errorf("profile: generations %v current %q, want %v %q", g, cur, gens, current)
+	}
+	if h.m.bootDefault != bootDefault {
+		t.Errorf("boot default = %q, want %q", h.m.bootDefault, bootDefault)
+	}
 }

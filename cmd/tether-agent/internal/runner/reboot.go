@@ -80,7 +80,7 @@ func (r *Runner) tool(name string) string {
 	return name
 }
 
-// run runs argv and keeps its output for the error.
+// runTool runs argv in / and keeps the end of its output for the error.
 func (r *Runner) runTool(ctx context.Context, argv ...string) error {
 	var out tailBuffer
 	out.max = 2048

@@ -168,11 +168,7 @@ func (r *Runner) reconcile(ctx context.Context, lock *machineLock, stateDir stri
 // readStaleRequest reads the request of a deploy being reconciled (its
 // token is long gone).
 func (r *Runner) readStaleRequest(dir string) (agent.Request, error) {
-	b, err := readFileLimit(filepath.Join(dir, requestFile), 1<<20)
-	if err != nil {
-		return agent.Request{}, fmt.Errorf("read request: %w", err)
-	}
-	req, err := decodeRequest(b)
+	req, err := readRequest(dir)
 	if err != nil {
 		return agent.Request{}, err
 	}

@@ -243,16 +243,7 @@ func TestReconcile(t *testing.T) {
 			if !strings.Contains(res.Reason, tc.reason) {
 				t.Errorf("reason %q, want it to mention %q", res.Reason, tc.reason)
 			}
-			if got := h.m.activated(); !reflect.DeepEqual(got, tc.activations) {
-				t.Errorf("activations %q, want %q", got, tc.activations)
-			}
-			gens, current := h.generations()
-			if !reflect.DeepEqual(gens, tc.gens) || current != tc.current {
-				t.Errorf("profile: generations %v current %q, want %v %q", gens, current, tc.gens, tc.current)
-			}
-			if h.m.bootDefault != tc.bootDefault {
-				t.Errorf("boot default %q, want %q", h.m.bootDefault, tc.bootDefault)
-			}
+			h.checkMachine(t, tc.activations, tc.gens, tc.current, tc.bootDefault)
 			if filepath.Base(res.Running) != tc.running {
 				t.Errorf("result says it runs %q, want %s", res.Running, tc.running)
 			}

@@ -382,16 +382,7 @@ func TestRun(t *testing.T) {
 			if done := evs[len(evs)-1]; done.Type != agent.EventDone || done.Status != tc.status || done.Result == nil {
 				t.Errorf("last event = %+v, want done with status %s and a result", done, tc.status)
 			}
-			if got := h.m.activated(); !reflect.DeepEqual(got, tc.activations) {
-				t.Errorf("activations = %q, want %q", got, tc.activations)
-			}
-			gens, current := h.generations()
-			if !reflect.DeepEqual(gens, tc.gens) || current != tc.current {
-				t.Errorf("profile: generations %v current %q, want %v %q", gens, current, tc.gens, tc.current)
-			}
-			if h.m.bootDefault != tc.bootDefault {
-				t.Errorf("boot default = %q, want %q", h.m.bootDefault, tc.bootDefault)
-			}
+			h.checkMachine(t, tc.activations, tc.gens, tc.current, tc.bootDefault)
 			if !strings.Contains(res.Reason, tc.reason) {
 				t.Errorf("reason = %q, want it to mention %q", res.Reason, tc.reason)
 			}

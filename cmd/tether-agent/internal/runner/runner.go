@@ -192,8 +192,12 @@ func (r *Runner) Run(ctx context.Context, dir string) (agent.Result, error) {
 		// the machine lost power): end it first, so this one starts from
 		// a machine whose profile and boot default mean what they say.
 		if prior, suspended := r.reconcile(ctx, lock, stateDir, *stale, bootID, false); prior != nil {
-			log.emit(agent.Event{Type: agent.EventReconciled, DeployID: prior.DeployID, Status: prior.Status,
-				Reason: suffix("", strings.Join(nonEmpty(prior.Reason, prior.Error), ": ")), Running: prior.Running})
+			why := prior.Reason
+			if prior.Error != "" {
+				why += suffix(": ", prior.Error)
+				why = strings.TrimPrefix(why, ": ")
+			}
+			log.emit(agent.Event{Type: agent.EventReconciled, DeployID: prior.DeployID, Status: prior.Status, Reason: why, Running: prior.Running})
 			if suspended {
 				lock.leave()
 				res.Status, res.Error = agent.StatusFailed, fmt.Sprintf("deploy %s, found unfinished, rebooted the machine to end it", prior.DeployID)
@@ -250,24 +254,10 @@ func (r *Runner) bootID() string {
 	return strings.TrimSpace(string(b))
 }
 
-func nonEmpty(ss ...string) []string {
-	var out []string
-	for _, s := range ss {
-		if s != "" {
-			out = append(out, s)
-		}
-	}
-	return out
-}
-
 // loadRequest reads D/request.json and takes the token out of it on disk at
 // once: from here on it lives only in this process.
 func (r *Runner) loadRequest(dir string, log *eventLog) (agent.Request, error) {
-	b, err := readFileLimit(filepath.Join(dir, requestFile), 1<<20)
-	if err != nil {
-		return agent.Request{}, fmt.Errorf("read request: %w", err)
-	}
-	req, err := decodeRequest(b)
+	req, err := readRequest(dir)
 	if err != nil {
 		return agent.Request{}, err
 	}
@@ -283,10 +273,14 @@ func (r *Runner) loadRequest(dir string, log *eventLog) (agent.Request, error) {
 	return req, nil
 }
 
-// decodeRequest reads a request.json. A request whose token was already
+// readRequest reads D/request.json. A request whose token was already
 // taken out (by its runner, which holds it in memory) is otherwise checked
 // as if it still had one.
-func decodeRequest(b []byte) (agent.Request, error) {
+func readRequest(dir string) (agent.Request, error) {
+	b, err := readFileLimit(filepath.Join(dir, requestFile), 1<<20)
+	if err != nil {
+		return agent.Request{}, fmt.Errorf("read request: %w", err)
+	}
 	var req agent.Request
 	if err := json.Unmarshal(b, &req); err != nil {
 		return agent.Request{}, &agent.Error{Code: agent.CodeInvalidRequest, Msg: "read request", Err: err}
