@@ -82,8 +82,9 @@ func readJournal(path string) (journal, error) {
 //     reboot the previous system runs until the next boot: the deploy
 //     ends reboot-required.
 //   - a reboot deploy (--reboot) that booted its new system waits for the
-//     confirmation when wait is set (the runner was started for the
-//     deployer that follows this deploy), and otherwise, or without one in
+//     confirmation when wait is set (a runner started at a contact, which
+//     the deployer of that deploy, reconnecting after the boot, confirms),
+//     and otherwise (the runner of another deploy), or without one in
 //     time, reboots back into the previous system.
 //
 // It returns the deploy's result, nil when there was nothing to end, and
@@ -270,7 +271,9 @@ func (d *deploy) reconcile(ctx context.Context, j journal, rebooted, wait bool) 
 // the lock). `follow` and `status` start it detached when they find such
 // a deploy: its steps may activate a system, which must not depend on an
 // SSH session. dir, when set, is the deploy the caller follows: only that
-// one is ended, and a reboot deploy may wait for its confirmation.
+// one is ended. A reboot deploy that booted its new system waits for its
+// confirmation here, whoever started this: a `status` run meanwhile must
+// not take the deployer's confirmation away.
 func (r *Runner) Reconcile(ctx context.Context, dir string) (*agent.Result, error) {
 	r = r.withDefaults()
 	stateDir := r.StateDir
@@ -292,7 +295,7 @@ func (r *Runner) Reconcile(ctx context.Context, dir string) (*agent.Result, erro
 		lock.leave()
 		return nil, nil
 	}
-	res, suspended := r.reconcile(ctx, lock, stateDir, *stale, r.bootID(), dir != "")
+	res, suspended := r.reconcile(ctx, lock, stateDir, *stale, r.bootID(), true)
 	if suspended {
 		lock.leave()
 		return res, nil
