@@ -4,7 +4,8 @@
 // real nix, real sshd and real closures: parallel against sequential
 // deploys, fleet scaling, overhead over a hand-made copy and activation,
 // bytes over the tunnel, the time from a missed confirmation to the
-// restored system, and peak memory on both ends for a large closure.
+// restored system, peak memory on both ends for a large closure, and what
+// two-phase activation costs and how soon a power cut is reported.
 //
 // It is not part of `go test`: run it as root with bench/run.sh, which
 // installs what it needs and keeps nix offline.
@@ -51,6 +52,7 @@ var scenarios = []scenario{
 	{"memory", "5. Peak memory, small vs large closure", benchMemory},
 	{"plan", "6. Plan vs deploy of the fixture fleet", benchPlan},
 	{"compress", "7. zstd on the wire: real machine code through a home-like tunnel", benchCompress},
+	{"powercut", "8. Two-phase activation: its cost, and a power cut while awaiting the confirmation", benchPowerCut},
 }
 
 func main() {

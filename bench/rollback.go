@@ -100,7 +100,7 @@ func rollbackRun(ctx context.Context, s *sandbox, rpi *testhost.Host, variant, v
 	if id == "" {
 		id = r.report.DeployID
 	}
-	log, err := rpi.ReadFile(ctx, path.Join("/tmp/tether", id, "events.jsonl"))
+	log, err := rpi.ReadFile(ctx, path.Join(agent.DeployDir(agent.StateDir(""), id), "events.jsonl"))
 	if err != nil {
 		return m, err
 	}
@@ -109,10 +109,12 @@ func rollbackRun(ctx context.Context, s *sandbox, rpi *testhost.Host, variant, v
 		return m, err
 	}
 	await, rolling, rolled := ev[agent.EventAwaitingConfirmation], ev[agent.EventRollingBack], ev[agent.EventRolledBack]
-	if await == nil || rolled == nil || rolling == nil || await.Deadline.IsZero() {
+	if await == nil || rolled == nil || rolling == nil || await.Timeout == 0 {
 		return m, fmt.Errorf("rpi's event log lacks awaiting-confirmation, rolling-back or rolled-back:\n%s", log)
 	}
-	deadline := await.Deadline
+	// Both times are the node's: its deadline is the announcement plus
+	// the wait it announced.
+	deadline := await.Time.Add(await.Timeout.D())
 	m.rollingBack = rolling.Time.Sub(deadline)
 	m.rolledBack = rolled.Time.Sub(deadline)
 	m.exited = r.started.Add(r.wall).Sub(deadline)

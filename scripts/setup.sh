@@ -54,6 +54,8 @@ fi
 
 # Debian's sshd refuses to start without its privilege-separation directory.
 mkdir -p /run/sshd
+# Each sandbox host mounts its own boot loader directory here.
+mkdir -p /boot
 
 # A free id at or above $1 (the installer's 30000 range when it is free).
 free_gid() {

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -226,7 +227,9 @@ func TestAgentEndToEnd(t *testing.T) {
 	if msg := <-confirmed; msg != "" {
 		t.Fatal(msg)
 	}
-	want := []string{"locked", "previous", "profile-set", "activating", "activated", "awaiting-confirmation", "confirmed", "done"}
+	// Live first, committed once confirmed.
+	want := []string{"locked", "previous", "activating", "activated", "awaiting-confirmation", "confirmed",
+		"committing", "profile-set", "activating", "committed", "done"}
 	if got := types(evs); !reflect.DeepEqual(got, want) {
 		t.Fatalf("deploy A events %q, want %q", got, want)
 	}
@@ -246,7 +249,7 @@ func TestAgentEndToEnd(t *testing.T) {
 		t.Errorf("second deploy during deploy-b: exit %d, %s", code, out)
 	}
 	evs = x.follow(dirB, 3, nil)
-	want = []string{"locked", "previous", "profile-set", "activating", "activated", "awaiting-confirmation",
+	want = []string{"locked", "previous", "activating", "activated", "awaiting-confirmation",
 		"rolling-back", "activating", "rolled-back", "done"}
 	if got := types(evs); !reflect.DeepEqual(got, want) {
 		t.Fatalf("deploy B events %q, want %q", got, want)
@@ -260,7 +263,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	if done.Status != agent.StatusRolledBack || !strings.Contains(done.Reason, "no confirmation within 3s") {
 		t.Errorf("deploy B done: %+v", done)
 	}
-	if got, want := strings.Join(x.historyLines(), " "), "a switch | b switch | a switch |"; got != want {
+	if got, want := strings.Join(x.historyLines(), " "), "a test | a boot | b test | a test |"; got != want {
 		t.Errorf("activation history %q, want %q", got, want)
 	}
 
@@ -282,8 +285,39 @@ func TestAgentEndToEnd(t *testing.T) {
 		t.Errorf("generation 1: %s", out)
 	}
 
-	// 3. Nothing left that could confirm a later deploy.
-	for _, dir := range []string{dirA, dirB} {
+	// 3. Deploy B again and kill its runner while it waits: the runner
+	//    is gone, lock.json still names the deploy. The next follow
+	//    starts a runner of its own (reconcile, detached) that ends the
+	//    deploy in the same log: B was never confirmed, so A is
+	//    activated again.
+	_, dirB2 := x.start("deploy-b2", sysB, time.Hour)
+	var runnerPID int
+	x.follow(dirB2, 0, func(e agent.Event) {
+		switch e.Type {
+		case agent.EventLocked:
+			runnerPID = e.PID
+		case agent.EventAwaitingConfirmation:
+			if err := syscall.Kill(runnerPID, syscall.SIGKILL); err != nil {
+				t.Fatalf("kill runner %d: %v", runnerPID, err)
+			}
+		}
+	})
+	evs = readLog(t, dirB2)
+	want = []string{"locked", "previous", "activating", "activated", "awaiting-confirmation",
+		"warning", "rolling-back", "activating", "rolled-back", "done"}
+	if got := types(evs); !reflect.DeepEqual(got, want) {
+		t.Fatalf("deploy B2 events %q, want %q", got, want)
+	}
+	if done := evs[len(evs)-1]; done.Status != agent.StatusRolledBack || done.Result == nil || !done.Result.Reconciled ||
+		!strings.Contains(done.Reason, "stopped before a confirmation") {
+		t.Errorf("deploy B2 done: %+v", done)
+	}
+	if got, want := strings.Join(x.historyLines(), " "), "a test | a boot | b test | a test | b test | a test |"; got != want {
+		t.Errorf("activation history %q, want %q", got, want)
+	}
+
+	// 4. Nothing left that could confirm a later deploy.
+	for _, dir := range []string{dirA, dirB, dirB2} {
 		if _, err := os.Lstat(filepath.Join(dir, "confirm")); err == nil {
 			t.Errorf("%s: confirm file left", dir)
 		}
@@ -295,6 +329,26 @@ func TestAgentEndToEnd(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(x.state, "lock.json")); err == nil {
 		t.Error("lock.json left after the deploys")
 	}
+}
+
+func readLog(t *testing.T, dir string) []agent.Event {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, "events.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var evs []agent.Event
+	for _, line := range bytes.SplitAfter(b, []byte("\n")) {
+		if len(line) == 0 {
+			continue
+		}
+		e, err := agent.ParseEvent(line)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, e)
+	}
+	return evs
 }
 
 // checkDetached asserts the runner outlives any SSH session that started

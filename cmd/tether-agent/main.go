@@ -1,7 +1,7 @@
 // Command tether-agent is the small static program tether uploads to each
-// target machine. It takes the machine's deploy lock, sets the profile, runs
-// the activation detached from the SSH session, and rolls back unless the
-// deployer confirms in time. Every subcommand prints JSON on standard output.
+// target machine. It takes the machine's deploy lock, runs the activation
+// detached from the SSH session, rolls back unless the deployer confirms in
+// time, and makes the new system permanent only once confirmed. Every subcommand prints JSON on standard output.
 // The protocol is described in docs/protocol.md, its types are package agent,
 // and the implementation is package runner.
 package main
@@ -37,6 +37,7 @@ const usage = `usage: tether-agent <command> [flags]
 commands (each prints JSON on standard output):
   start  --state-dir S [--detach auto|systemd|setsid]   request JSON on stdin
   run    --dir D                                        the detached deploy (started by start)
+  reconcile [--dir D | --state-dir S]                   end a deploy whose runner died (started by follow, status)
   follow --dir D [--offset N]                           stream the event log until done
   confirm --dir D                                       token on stdin
   status [--state-dir S] [--profile P]
@@ -79,6 +80,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	r := runner.New(*stateDir)
 	r.Env = os.Environ()
 	r.Diag = stderr
+	if exe, err := os.Executable(); err == nil {
+		// What start, follow and status launch detached runners from.
+		r.Executable = exe
+	}
 	if uid, err := strconv.Atoi(os.Getenv("SUDO_UID")); err == nil && os.Geteuid() == 0 {
 		// Run through sudo by the user who uploaded the agent into the
 		// state dir: that user may own it.
@@ -98,11 +103,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			"os": runtime.GOOS, "arch": runtime.GOARCH})
 
 	case "start":
-		exe, err := os.Executable()
-		if err != nil {
-			return fail(stdout, stderr, fmt.Errorf("start: find own executable: %w", err))
+		if r.Executable == "" {
+			return fail(stdout, stderr, errors.New("start: cannot find the agent's own executable"))
 		}
-		r.Executable = exe
 		var req agent.Request
 		dec := json.NewDecoder(io.LimitReader(stdin, 1<<20))
 		dec.DisallowUnknownFields()
@@ -115,16 +118,20 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return reply(stdout, res)
 
-	case "run":
-		if err := needDir(); err != nil {
-			return fail(stdout, stderr, err)
-		}
+	case "run", "reconcile":
 		if *fork {
-			exe, err := os.Executable()
-			if err == nil {
-				err = runner.Fork([]string{exe, "run", "--dir", *dir}, os.Environ())
+			// The middle of the double fork: start the same command
+			// without the flag, and go.
+			if r.Executable == "" {
+				return fail(stdout, stderr, errors.New("fork: cannot find the agent's own executable"))
 			}
-			if err != nil {
+			var rest []string
+			for _, a := range args {
+				if a != runner.ForkFlag {
+					rest = append(rest, a)
+				}
+			}
+			if err := runner.Fork(append([]string{r.Executable, cmd}, rest...), os.Environ()); err != nil {
 				return fail(stdout, stderr, err)
 			}
 			return 0
@@ -132,6 +139,24 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		// The SSH session that started us may hang up; that is no reason
 		// to stop a deploy.
 		signal.Ignore(syscall.SIGHUP)
+		if cmd == "reconcile" {
+			if *dir != "" {
+				if err := needDir(); err != nil {
+					return fail(stdout, stderr, err)
+				}
+			}
+			res, err := r.Reconcile(ctx, *dir)
+			if err != nil {
+				return fail(stdout, stderr, err)
+			}
+			if res == nil {
+				return reply(stdout, map[string]any{"ok": true, "reconciled": false})
+			}
+			return reply(stdout, res)
+		}
+		if err := needDir(); err != nil {
+			return fail(stdout, stderr, err)
+		}
 		res, err := r.Run(ctx, *dir)
 		if err != nil {
 			return fail(stdout, stderr, err)

@@ -28,6 +28,9 @@ type FakeEngine struct {
 	// name); a node in BuildErrors failed to build.
 	Closures    map[string][]nix.PathInfo
 	BuildErrors map[string]error
+	// BootLinks answers Builds.BootLinks: each node's new system's
+	// kernel, initrd, kernel-modules and systemd links.
+	BootLinks map[string]map[string]string
 	// States answers Inspect; a node in InspectErrors is unreachable.
 	States        map[string]deploy.NodeState
 	InspectErrors map[string]error
@@ -102,6 +105,11 @@ func (b fakeBuilds) Closure(_ context.Context, node, root string) ([]nix.PathInf
 }
 
 func (b fakeBuilds) Close(context.Context) {}
+
+// BootLinks answers from BootLinks, keyed by node name.
+func (b fakeBuilds) BootLinks(_ context.Context, node, _ string) map[string]string {
+	return b.f.BootLinks[node]
+}
 
 func (f *FakeEngine) Inspect(_ context.Context, n *fleet.Node) (deploy.NodeState, error) {
 	f.record("inspect " + n.Name)

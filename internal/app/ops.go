@@ -32,6 +32,7 @@ func (a *App) Deploy(ctx context.Context, req DeployRequest) (*deploy.Report, er
 		opts.KeepGoing = req.KeepGoing
 		opts.ActivationTimeout = req.ActivationTimeout
 		opts.AllowFailedUnits = req.AllowFailedUnits
+		opts.Reboot = req.Reboot
 		opts.Compress = req.Compress
 		return e.Deploy(ctx, s.Nodes, opts)
 	})

@@ -87,7 +87,8 @@ func (p *planner) node(ctx context.Context, e Engine, built deploy.Builds, n *fl
 		current = st.Running
 	}
 	return plan.ForNode(plan.NodeInput{Node: n.Name, CurrentSystem: current, CurrentClosure: planPaths(st.Closure),
-		NewSystem: newSystem, NewClosure: newClosure})
+		NewSystem: newSystem, NewClosure: newClosure,
+		BootedLinks: st.BootLinks, NewLinks: built.BootLinks(ctx, n.Name, newSystem)})
 }
 
 func planPaths(infos []nix.PathInfo) []plan.Path {

@@ -91,6 +91,9 @@ type DeployRequest struct {
 	ActivationTimeout time.Duration
 	// AllowFailedUnits keeps an activation in which units failed.
 	AllowFailedUnits bool
+	// Reboot boots the new systems once and commits them only when
+	// confirmed from that boot (deploy.Options.Reboot).
+	Reboot bool
 	// Compress is auto (""), on or off.
 	Compress deploy.Compression
 }

@@ -22,6 +22,7 @@ func (c *command) deployCommand() *ucli.Command {
 			&ucli.BoolFlag{Name: "dry-activate", Usage: "copy and run the dry activation only: show what would change, change nothing"},
 			&ucli.BoolFlag{Name: "boot", Usage: "make the new system the boot default without activating it"},
 			&ucli.BoolFlag{Name: "allow-failed-units", Usage: "keep an activation in which units failed to start"},
+			&ucli.BoolFlag{Name: "reboot", Usage: "boot the new system once and make it the default only when confirmed from that boot (for kernel, initrd or systemd changes; needs systemd-boot or GRUB)"},
 			&ucli.StringFlag{Name: "compress", Value: "auto", Usage: "zstd-compress closures on the way: auto (unless the node has fastConnection), on, off"},
 			&ucli.StringFlag{Name: "build-host", Usage: "build every selected node's closure on `HOST` (a node name, user@host[:port], or \"local\"), overriding the configuration"},
 			&ucli.StringFlag{Name: "json", Usage: "write the per-node results as JSON to `FILE` (- for stdout)", TakesFile: true},
@@ -30,6 +31,9 @@ func (c *command) deployCommand() *ucli.Command {
 			if ctx.Bool("dry-activate") && ctx.Bool("boot") {
 				return app.Usage(errors.New("--dry-activate and --boot exclude each other"))
 			}
+			if ctx.Bool("reboot") && (ctx.Bool("dry-activate") || ctx.Bool("boot")) {
+				return app.Usage(errors.New("--reboot switches to the new system by booting it: not with --dry-activate or --boot"))
+			}
 			p := newProgress(c.stderr, c.env)
 			defer p.Close()
 			req := app.DeployRequest{
@@ -37,6 +41,7 @@ func (c *command) deployCommand() *ucli.Command {
 				KeepGoing:         ctx.Bool("keep-going"),
 				ActivationTimeout: ctx.Duration("activation-timeout"),
 				AllowFailedUnits:  ctx.Bool("allow-failed-units"),
+				Reboot:            ctx.Bool("reboot"),
 				Compress:          deploy.Compression(ctx.String("compress")),
 			}
 			req.ConfirmTimeout = ctx.Duration("confirm-timeout")

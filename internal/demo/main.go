@@ -3,7 +3,8 @@
 // Command demo shows tether deploying the example fleet to sandbox hosts on
 // this machine: three machines where rpi is reachable only through frame1
 // and frame1 only through a tunnel, a v1 → v2 upgrade, a release that kills
-// sshd and rolls itself back, and the fleet's status at the end.
+// sshd and rolls itself back, the same release with the plug pulled while it
+// waits, and the fleet's status at the end.
 //
 // Run it as root with scripts/demo.sh (which installs what it needs).
 package main
@@ -19,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/tetherdeploy/tether/internal/e2e"
 	"github.com/tetherdeploy/tether/internal/fixture"
@@ -135,12 +137,18 @@ func demo(ctx context.Context, out io.Writer) error {
 	}
 	s.show(ctx)
 
-	say(out, "4. tether status: where every machine is")
+	say(out, "4. Pull the plug: the bad release again, and web loses power while it waits\n   for a confirmation that cannot come. Nothing about the release was made\n   permanent before a confirmation, so web boots v2 again, and tether says so\n   as soon as web answers")
+	if err := s.powerCut(ctx, fixture.Web); err != nil {
+		return err
+	}
+	s.show(ctx)
+
+	say(out, "5. tether status: where every machine is")
 	if err := s.tether(ctx, 0, "status"); err != nil {
 		return err
 	}
 
-	say(out, "5. tether rollback rpi: back to the previous generation (v1), under the same protection")
+	say(out, "6. tether rollback rpi: back to the previous generation (v1), under the same protection")
 	if err := s.tether(ctx, 0, "rollback", fixture.RPi); err != nil {
 		return err
 	}
@@ -149,9 +157,45 @@ func demo(ctx context.Context, out io.Writer) error {
 	return nil
 }
 
-// tether runs one tether command with its output on the terminal and
-// checks its exit code.
-func (s *step) tether(ctx context.Context, want int, args ...string) error {
+// powerCut deploys the sshd-killing release to host, cuts the host's power
+// once it waits for its confirmation, and switches it back on.
+func (s *step) powerCut(ctx context.Context, host string) error {
+	cmd := s.command(ctx, "deploy", "--confirm-timeout", "60s", host)
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	h := s.fl.Host(host)
+	// The release is live (its activation ran and killed sshd): the node
+	// now waits for a confirmation.
+	for {
+		b, err := h.ReadFile(ctx, fixture.GenerationFile)
+		if g, perr := fixture.ParseGeneration(b); err == nil && perr == nil && g.Variant == fixture.CutSSH {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	time.Sleep(2 * time.Second)
+	fmt.Fprintf(s.out, "\n  *** %s: power cut ***\n", host)
+	if err := h.PowerCut(ctx); err != nil {
+		return err
+	}
+	time.Sleep(3 * time.Second)
+	fmt.Fprintf(s.out, "  *** %s: power on ***\n", host)
+	on := time.Now()
+	if err := h.PowerOn(ctx); err != nil {
+		return err
+	}
+	err := s.check(cmd.Wait(), 3, "deploy")
+	fmt.Fprintf(s.out, "  (tether reported %s after power-on)\n", time.Since(on).Round(100*time.Millisecond))
+	return err
+}
+
+// command prepares one tether command with its output on the terminal.
+func (s *step) command(ctx context.Context, args ...string) *exec.Cmd {
 	full := []string{args[0], "--flake", s.ref, "--ssh-key", s.fl.ClientKeyPath,
 		"--known-hosts", s.fl.KnownHostsPath, "--agents-dir", s.bin.AgentsDir}
 	full = append(full, args[1:]...)
@@ -159,7 +203,17 @@ func (s *step) tether(ctx context.Context, want int, args ...string) error {
 	cmd := exec.CommandContext(ctx, s.bin.Tether, full...)
 	cmd.Env = s.env
 	cmd.Stdout, cmd.Stderr = s.out, s.out
-	err := cmd.Run()
+	return cmd
+}
+
+// tether runs one tether command with its output on the terminal and
+// checks its exit code.
+func (s *step) tether(ctx context.Context, want int, args ...string) error {
+	return s.check(s.command(ctx, args...).Run(), want, args[0])
+}
+
+// check checks how a tether command ended.
+func (s *step) check(err error, want int, what string) error {
 	code := 0
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
@@ -168,7 +222,7 @@ func (s *step) tether(ctx context.Context, want int, args ...string) error {
 		return err
 	}
 	if code != want {
-		return fmt.Errorf("tether %s exited %d, expected %d", args[0], code, want)
+		return fmt.Errorf("tether %s exited %d, expected %d", what, code, want)
 	}
 	if want != 0 {
 		fmt.Fprintf(s.out, "(exit code %d: rolled back, as expected)\n", code)

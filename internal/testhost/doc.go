@@ -14,8 +14,12 @@
 //	/var/tmp/tether-testhost/<run>/            one directory per run, flock'd by its owner
 //	/var/tmp/tether-testhost/<run>/<host>/nix  bind-mounted on /nix inside the host
 //	                                      run  on /run  (testhost/sshd-start, testhost/name,
-//	                                                     testhost/known_hosts, sshd.pid)
+//	                                                     testhost/known_hosts, sshd.pid;
+//	                                                     testhost/reboot: the power button)
 //	                                      tmp  on /tmp
+//	                                      var/lib on /var/lib
+//	                                      boot on /boot (boot/loader: systemd-boot's layout)
+//	                                      boot_id on /proc/sys/kernel/random/boot_id
 //	                                      root on /root
 //	                                      etc  sshd_config, host key, authorized_keys, nix/nix.conf
 //	/var/tmp/tether-testhost/<run>/client_ed25519, known_hosts, owner.json, lock
@@ -25,6 +29,10 @@
 // 10.232.<lease>.0/24 (unreachable from the runner). The runner's build user
 // pool (/nix/var/nix/userpool) is shared into every host so that separate
 // stores never build as the same build user at once.
+//
+// A host can lose power and boot again (Host.PowerCut, PowerOn, Reset; see
+// power.go): every process killed, /run lost, a new boot ID, and the boot
+// entry its boot loader chose started — as a machine does.
 //
 // Everything a run creates is removed by Fleet.Close; what a crashed run left
 // behind (its owner no longer holds the run's lock) is removed by the next

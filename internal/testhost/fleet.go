@@ -89,6 +89,9 @@ func Check() error {
 			e.Missing = append(e.Missing, bin)
 		}
 	}
+	if fi, err := os.Stat("/boot"); err != nil || !fi.IsDir() {
+		e.Missing = append(e.Missing, "/boot (a directory each host's own /boot is mounted on)")
+	}
 	for _, p := range []string{sshdPath, "/bin/sh"} {
 		if st, err := os.Stat(p); err != nil || st.Mode()&0o111 == 0 {
 			e.Missing = append(e.Missing, p)
@@ -293,6 +296,7 @@ func (h *Host) prepareDir(authorized []byte) error {
 		{"run/sshd", 0o755},
 		{"tmp", 0o1777},
 		{"var/lib", 0o755},
+		{"boot/loader", 0o755},
 		{"root", 0o700},
 		{"etc/nix", 0o755},
 	}
@@ -329,6 +333,7 @@ func (h *Host) prepareDir(authorized []byte) error {
 		{"etc/authorized_keys", string(authorized), 0o600},
 		{"etc/nix/nix.conf", nixConf(), 0o644},
 		{"run/testhost/name", h.Name + "\n", 0o644},
+		{bootIDFile, newBootID() + "\n", 0o444},
 		{"run/testhost/sshd-start", sshdStartScript, 0o755},
 	}
 	for _, fl := range files {
@@ -354,7 +359,11 @@ func (h *Host) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return h.StartSSHD(ctx)
+	if err := h.StartSSHD(ctx); err != nil {
+		return err
+	}
+	go h.watchReboots()
+	return nil
 }
 
 // KnownHosts is known_hosts content for every address a host is dialled at:

@@ -38,7 +38,8 @@ type Host struct {
 	// Netns is its network namespace (ip netns name).
 	Netns string
 
-	userpool   string // the runner's build user pool, bind-mounted in; "" if none
+	userpool   string     // the runner's build user pool, bind-mounted in; "" if none
+	power      sync.Mutex // PowerCut and PowerOn, one at a time
 	anchor     *exec.Cmd
 	anchorIn   io.WriteCloser
 	anchorDone chan struct{}

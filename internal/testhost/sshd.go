@@ -135,7 +135,8 @@ exit 1
 
 // anchorScript runs as the first process of a host's private mount
 // namespace: it puts the host's own directories on /nix, /run, /tmp,
-// /var/lib and /root, gives it the sysfs of its network namespace, says "ready" and then
+// /var/lib, /boot and /root and its own boot ID over the kernel's, gives it
+// the sysfs of its network namespace, says "ready" and then
 // holds the namespace until its stdin closes (the owner closed it, or died). $1 is the
 // host directory, $2 the build user pool to share ("" for none); nothing is
 // spliced into the script.
@@ -159,6 +160,10 @@ mount --bind "$d/var/lib" /var/lib
 # Its own root home: the runner's dotfiles (a shell rc that starts
 # background jobs, say) must not run in every SSH session of every host.
 mount --bind "$d/root" /root
+# Its own boot partition, where its boot loader keeps the entries, and its
+# own boot ID, which changes when the host is power-cycled (power.go).
+mount --bind "$d/boot" /boot
+mount --bind "$d/boot_id" /proc/sys/kernel/random/boot_id
 umount -l /sys
 mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 echo ready

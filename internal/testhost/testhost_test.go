@@ -386,3 +386,105 @@ func TestCloseLeavesNothing(t *testing.T) {
 		t.Errorf("second close: %v", err)
 	}
 }
+
+// A power cut kills every process of the host and loses /run; the disks
+// keep what was written; the next boot has a new boot ID, which the host
+// sees at the kernel's path. With a boot entry, its init runs (here a
+// stand-in that records it and starts sshd); without one the host boots
+// bare, with sshd. Something inside the host can ask for the reboot.
+func TestPowerCycle(t *testing.T) {
+	f := testhost.StartT(t, testhost.Options{Topology: testhost.Direct(1)})
+	h := f.Host("h01")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	bootID := func() string {
+		out, err := h.ReadFile(ctx, "/proc/sys/kernel/random/boot_id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	first := bootID()
+	if first == "" || first != h.BootID() {
+		t.Fatalf("boot ID inside %q, harness %q", first, h.BootID())
+	}
+	if own, _ := os.ReadFile("/proc/sys/kernel/random/boot_id"); strings.TrimSpace(string(own)) == first {
+		t.Fatal("the host sees the runner's boot ID")
+	}
+	out, err := h.Exec(ctx, "sh", "-c", "setsid sleep 600 </dev/null >/dev/null 2>&1 & echo $!; echo x > /run/volatile; echo y > /var/lib/kept")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sleeper := strings.TrimSpace(string(out))
+
+	if err := h.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if second := bootID(); second == first || second == "" {
+		t.Errorf("boot ID after a power cycle %q (before %q)", second, first)
+	}
+	if out, _ := h.Exec(ctx, "sh", "-c", "cat /run/volatile /var/lib/kept 2>&1"); strings.TrimSpace(string(out)) != "cat: /run/volatile: No such file or directory\ny" {
+		t.Errorf("after the power cycle: %q; want /run lost, /var/lib kept", out)
+	}
+	if st, err := os.ReadFile("/proc/" + sleeper + "/stat"); err == nil && !strings.Contains(string(st), ") Z ") {
+		t.Errorf("process %s of the host survived the power cut: %s", sleeper, st)
+	}
+	if got := strings.TrimSpace(sshOutput(t, dial(t, f, "h01"), "cat /run/testhost/name")); got != "h01" {
+		t.Errorf("bare boot: sshd says %q", got)
+	}
+
+	// A boot entry whose init records that it ran and starts sshd; the
+	// one-shot entry wins once, then the default again.
+	script := "#!/bin/sh\necho \"$0\" >> /var/lib/boots\nexec /run/testhost/sshd-start\n"
+	if err := os.MkdirAll(filepath.Join(h.Dir, "boot/loader/entries"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		if err := os.WriteFile(filepath.Join(h.Dir, "var/lib", "init-"+name), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		entry := "options init=/var/lib/init-" + name + " quiet\n"
+		if err := os.WriteFile(filepath.Join(h.Dir, "boot/loader/entries", name+".conf"), []byte(entry), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(h.Dir, "boot/loader/loader.conf"), []byte("timeout 3\ndefault a.conf\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(h.Dir, "boot/loader/oneshot"), []byte("b.conf\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := h.BootID()
+	// The power button, pressed from inside.
+	if _, err := h.Exec(ctx, "touch", "/run/testhost/reboot"); err != nil {
+		t.Fatal(err)
+	}
+	for h.BootID() == before || h.BootedEntry() == "" {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the host did not reboot when asked to")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err := h.Reset(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitSSH := func() {
+		for {
+			c, err := f.Dial(ctx, "h01")
+			if err == nil {
+				c.Close()
+				return
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatalf("sshd not back: %v", err)
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	waitSSH()
+	if got, _ := os.ReadFile(filepath.Join(h.Dir, "var/lib/boots")); string(got) != "/var/lib/init-b\n/var/lib/init-a\n" {
+		t.Errorf("inits run: %q; want the one-shot entry once, then the default", got)
+	}
+}

@@ -14,20 +14,25 @@ type EventType string
 
 // The events a runner writes, in the order they can appear.
 const (
-	EventLocked               EventType = "locked"                // lock taken: deployId, who, pid
+	EventLocked               EventType = "locked"                // lock taken: deployId, who, pid, bootId
 	EventLockHeld             EventType = "lock-held"             // another deploy runs: holder, error
-	EventPrevious             EventType = "previous"              // path (what a rollback restores), generation, running
-	EventProfileSet           EventType = "profile-set"           // generation, path
+	EventReconciled           EventType = "reconciled"            // an earlier deploy was found unfinished and ended: deployId, status, reason, running
+	EventPrevious             EventType = "previous"              // path (what a rollback restores), generation, lastGeneration, running, twoPhase
+	EventProfileSet           EventType = "profile-set"           // generation, path, created
 	EventActivating           EventType = "activating"            // argv
 	EventLog                  EventType = "log"                   // stream, line: activation output
-	EventActivated            EventType = "activated"             // exitCode, unitsFailed, rebootRequired
+	EventActivated            EventType = "activated"             // exitCode, unitsFailed, rebootRequired, rebootFor
 	EventActivationFailed     EventType = "activation-failed"     // exitCode (absent if it never ran), reason
 	EventRollingBack          EventType = "rolling-back"          // reason, to
-	EventRolledBack           EventType = "rolled-back"           // to, generation, exitCode
+	EventRolledBack           EventType = "rolled-back"           // to, generation, exitCode, running
 	EventRollbackFailed       EventType = "rollback-failed"       // error
-	EventAwaitingConfirmation EventType = "awaiting-confirmation" // deadline
+	EventRebooting            EventType = "rebooting"             // path, generation: the machine reboots into the new system once
+	EventBooted               EventType = "booted"                // bootId, running: the runner found the machine rebooted
+	EventAwaitingConfirmation EventType = "awaiting-confirmation" // timeout: how long the runner waits, on its own monotonic clock
 	EventConfirmRejected      EventType = "confirm-rejected"      // reason
 	EventConfirmed            EventType = "confirmed"             //
+	EventCommitting           EventType = "committing"            // path: phase 2, the confirmed system becomes the boot default
+	EventCommitted            EventType = "committed"             // generation, path
 	EventWarning              EventType = "warning"               // error: something went wrong that does not change the outcome
 	EventDone                 EventType = "done"                  // status, error, reason, result: always last
 )
@@ -39,7 +44,7 @@ type Status string
 // Outcomes. OK reports which of them leave the new system in place.
 const (
 	StatusDeployed       Status = "deployed"
-	StatusRebootRequired Status = "reboot-required" // deployed, and the activation asked for a reboot (exit 100)
+	StatusRebootRequired Status = "reboot-required" // deployed; it takes full effect at the next boot (exit 100, a new kernel, or a reboot cut in before it ran)
 	StatusDryActivated   Status = "dry-activated"
 	StatusRolledBack     Status = "rolled-back"
 	StatusFailed         Status = "failed"          // failed and not rolled back (autoRollback off, or nothing changed)
@@ -61,22 +66,31 @@ type Event struct {
 	DeployID       string    `json:"deployId,omitempty"`
 	Who            string    `json:"who,omitempty"`
 	PID            int       `json:"pid,omitempty"`
+	BootID         string    `json:"bootId,omitempty"`
 	Holder         *LockInfo `json:"holder,omitempty"`
 	Path           string    `json:"path,omitempty"`
 	Running        string    `json:"running,omitempty"`
 	To             string    `json:"to,omitempty"`
 	Generation     int       `json:"generation,omitempty"`
+	LastGeneration int       `json:"lastGeneration,omitempty"`
+	Created        bool      `json:"created,omitempty"`
+	TwoPhase       bool      `json:"twoPhase,omitempty"`
 	Argv           []string  `json:"argv,omitempty"`
 	Stream         string    `json:"stream,omitempty"`
 	Line           string    `json:"line,omitempty"`
 	ExitCode       *int      `json:"exitCode,omitempty"`
 	UnitsFailed    bool      `json:"unitsFailed,omitempty"`
 	RebootRequired bool      `json:"rebootRequired,omitempty"`
+	RebootFor      []string  `json:"rebootFor,omitempty"`
 	Reason         string    `json:"reason,omitempty"`
-	Deadline       time.Time `json:"deadline,omitzero"`
-	Status         Status    `json:"status,omitempty"`
-	Error          string    `json:"error,omitempty"`
-	Result         *Result   `json:"result,omitempty"`
+	// Timeout is a duration, never a time: the two ends' wall clocks need
+	// not agree (a board without a real-time clock boots in 1970), so
+	// each side measures it on its own monotonic clock from when it
+	// learns of it.
+	Timeout Duration `json:"timeout,omitempty"`
+	Status  Status   `json:"status,omitempty"`
+	Error   string   `json:"error,omitempty"`
+	Result  *Result  `json:"result,omitempty"`
 }
 
 // Terminal reports whether nothing follows this event in its log.
@@ -98,13 +112,28 @@ type Result struct {
 	// GenerationCreated says a deploy that succeeded made Generation (rather
 	// than finding the closure in the last one). Together they let the
 	// deployer revert it cleanly (see Revert).
-	PreviousGeneration int       `json:"previousGeneration,omitempty"`
-	GenerationCreated  bool      `json:"generationCreated,omitempty"`
-	ExitCode           *int      `json:"exitCode,omitempty"` // the activation's exit code
-	UnitsFailed        bool      `json:"unitsFailed,omitempty"`
-	RebootRequired     bool      `json:"rebootRequired,omitempty"`
-	Started            time.Time `json:"started,omitzero"`
-	Finished           time.Time `json:"finished,omitzero"`
+	PreviousGeneration int  `json:"previousGeneration,omitempty"`
+	GenerationCreated  bool `json:"generationCreated,omitempty"`
+	ExitCode           *int `json:"exitCode,omitempty"` // the activation's exit code
+	UnitsFailed        bool `json:"unitsFailed,omitempty"`
+	RebootRequired     bool `json:"rebootRequired,omitempty"`
+	// RebootFor names what differs from the booted system and takes
+	// effect only at boot: kernel, initrd, kernel-modules, systemd.
+	RebootFor []string `json:"rebootFor,omitempty"`
+	// Running is the system the machine runs at the end
+	// (/run/current-system): after a reboot cut in, what the deployer
+	// reports instead of guessing.
+	Running string `json:"running,omitempty"`
+	// Rebooted says the machine rebooted (its boot ID changed) while the
+	// deploy was unfinished; the runner of a later contact brought the
+	// deploy to its end (see docs/protocol.md, Reconciliation).
+	Rebooted bool `json:"rebooted,omitempty"`
+	// Reconciled says the deploy's own runner died before the end, and a
+	// later one finished it.
+	Reconciled bool `json:"reconciled,omitempty"`
+	// Wall-clock times of the machine: for people, never for deadlines.
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
 }
 
 // ParseEvent decodes one line of the event log.

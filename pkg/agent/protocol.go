@@ -7,11 +7,17 @@ import (
 
 // ProtocolVersion is printed by `tether-agent version`. It changes when a
 // deployer of one version could misread an agent of another.
-const ProtocolVersion = 1
+const ProtocolVersion = 2
 
 // DefaultTempPath is where the state dir lives when the node sets no
 // tempPath.
 const DefaultTempPath = "/var/lib"
+
+// BootLinks are the links of a NixOS system to what a live activation
+// cannot replace: when one differs from the booted system's, the new
+// system takes full effect only at the next boot. Result.RebootFor names
+// them.
+var BootLinks = []string{"kernel", "initrd", "kernel-modules", "systemd"}
 
 // DefaultProfile is the NixOS system profile: what `status` and
 // `generation` read when no --profile is given.

@@ -4,8 +4,11 @@ import "time"
 
 // StatusReport is what `tether-agent status` prints.
 type StatusReport struct {
-	CurrentSystem     string       `json:"currentSystem,omitempty"`
-	BootedSystem      string       `json:"bootedSystem,omitempty"`
+	CurrentSystem string `json:"currentSystem,omitempty"`
+	BootedSystem  string `json:"bootedSystem,omitempty"`
+	// BootID changes at every boot of the machine: a deployer that saw
+	// another one earlier knows the machine rebooted in between.
+	BootID            string       `json:"bootId,omitempty"`
 	Profile           string       `json:"profile"`
 	ProfilePath       string       `json:"profilePath,omitempty"` // the store path the profile points at
 	CurrentGeneration int          `json:"currentGeneration,omitempty"`
@@ -22,6 +25,11 @@ type LockInfo struct {
 	Who      string    `json:"who,omitempty"`
 	PID      int       `json:"pid,omitempty"`
 	Started  time.Time `json:"started,omitzero"`
+	// BootID is the machine's boot ID when the lock was taken. lock.json
+	// stays when its holder dies (the lock itself does not): a later
+	// runner that finds it knows a deploy did not finish, and the boot ID
+	// tells whether the machine rebooted since.
+	BootID string `json:"bootId,omitempty"`
 }
 
 // Generation is one generation of a profile: the `<profile>-<N>-link`

@@ -133,6 +133,12 @@ type Request struct {
 	// Revert, when set, says this deploy takes back one the same fleet
 	// deploy made moments ago, because another node failed.
 	Revert *Revert `json:"revert,omitempty"`
+	// Reboot asks for the new system to be booted once — a one-shot boot
+	// entry, the default left on the previous system — and confirmed
+	// after that boot before it becomes the default: for changes that
+	// take effect only at boot (kernel, initrd, systemd). Only with
+	// switch, and always with a confirmation.
+	Reboot bool `json:"reboot,omitempty"`
 }
 
 // Revert names the generation a deploy takes back. The profile switches
@@ -150,7 +156,7 @@ type Revert struct {
 // confirmation after a successful activation. boot changes nothing live and
 // dry-activate changes nothing at all, so there is nothing to confirm.
 func (r Request) NeedsConfirmation() bool {
-	return r.MagicRollback && r.WithDefaults().Action.ChangesRunningSystem()
+	return r.Reboot || r.MagicRollback && r.WithDefaults().Action.ChangesRunningSystem()
 }
 
 // WithDefaults fills the fields a deployer may leave empty: the action
@@ -226,6 +232,9 @@ func (r Request) Validate() error {
 	}
 	if r.NeedsConfirmation() && r.Token == "" {
 		return bad("magicRollback needs a confirmation token")
+	}
+	if r.Reboot && (r.WithDefaults().Action != ActionSwitch || r.Revert != nil) {
+		return bad("reboot: only a switch to a new system can boot it once")
 	}
 	if rv := r.Revert; rv != nil {
 		switch {

@@ -87,6 +87,11 @@ type Options struct {
 	ActivationTimeout time.Duration
 	// AllowFailedUnits keeps an activation whose units failed (exit 4).
 	AllowFailedUnits bool
+	// Reboot deploys every node's system profile by booting it once and
+	// committing it only when confirmed from that boot (also per node:
+	// fleet.Node.Reboot). Waves still apply: a wave's nodes reboot
+	// together, the next wave's after them.
+	Reboot bool
 	// GCRootDir holds the build's GC roots for the length of the run.
 	GCRootDir string
 	// Compress is when closures are zstd-compressed on the way to a node:
@@ -425,6 +430,9 @@ func (n *nodeRun) activate(ctx context.Context) (Status, error) {
 	defer func() { n.res.Timings.Activate = Seconds(time.Since(actStart)) }()
 	for i, p := range n.node.Profiles {
 		req := n.request(p, p.OutPath, n.opts.Action, fmt.Sprintf("%s-%d-%d", n.opts.DeployID, n.index, i))
+		if n.rebootWanted(p) {
+			req.Reboot = true
+		}
 		res, err := n.runAgent(ctx, req, p.Name)
 		pr := ProfileResult{Profile: p.Name, Path: p.OutPath, Previous: res.Previous, Generation: res.Generation}
 		status, perr := mapAgentResult(res, err)
@@ -435,6 +443,13 @@ func (n *nodeRun) activate(ctx context.Context) (Status, error) {
 		n.res.Profiles = append(n.res.Profiles, pr)
 		if i == 0 {
 			n.res.Previous, n.res.New, n.res.Generation, n.res.DeployID = res.Previous, p.OutPath, res.Generation, req.DeployID
+			n.res.RebootFor, n.res.Rebooted = res.RebootFor, res.Rebooted
+			if res.Rebooted || !status.OK() {
+				// What it runs now, as the agent saw it at the end, and
+				// why, when a reboot got in the way.
+				n.res.Current = res.Running
+				n.res.Reason = res.Reason
+			}
 		}
 		if status.OK() {
 			if status != StatusDryActivated {
@@ -456,7 +471,9 @@ func (n *nodeRun) activate(ctx context.Context) (Status, error) {
 			st0 = StatusRebootRequired
 		}
 	}
-	n.res.Current = n.res.New
+	if n.res.Current == "" {
+		n.res.Current = n.res.New
+	}
 	return st0, nil
 }
 
@@ -464,6 +481,12 @@ func (n *nodeRun) clientOrNil() *remote.Client {
 	n.conn.mu.Lock()
 	defer n.conn.mu.Unlock()
 	return n.conn.c
+}
+
+// rebootWanted reports whether profile p is deployed by booting it once:
+// the system profile, with --reboot or the node's reboot setting.
+func (n *nodeRun) rebootWanted(p *fleet.Profile) bool {
+	return (n.opts.Reboot || n.node.Reboot) && n.opts.Action == agent.ActionSwitch && p.ProfilePath == agent.DefaultProfile
 }
 
 // request builds the agent request for activating closure as profile p.

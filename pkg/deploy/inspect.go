@@ -19,6 +19,9 @@ type Builds interface {
 	// Closure returns the closure of root (with NAR sizes) in the store
 	// that built node, or why the node's build failed.
 	Closure(ctx context.Context, node, root string) ([]nix.PathInfo, error)
+	// BootLinks reads system's agent.BootLinks where node was built
+	// (name → target; a link the system lacks is absent).
+	BootLinks(ctx context.Context, node, system string) map[string]string
 	// Close releases the build hosts' GC roots and connections.
 	Close(ctx context.Context)
 }
@@ -73,6 +76,31 @@ func (b *built) Closure(ctx context.Context, node, root string) ([]nix.PathInfo,
 	return s.Closure(ctx, []string{root})
 }
 
+// BootLinks implements Builds.
+func (b *built) BootLinks(ctx context.Context, node, system string) map[string]string {
+	s := b.stores[node]
+	if s == nil {
+		return nil
+	}
+	return readBootLinks(system, func(path string) (string, error) {
+		var out strings.Builder
+		err := s.Run(ctx, []string{"readlink", "-f", "--", path}, nil, &out)
+		return strings.TrimSpace(out.String()), err
+	})
+}
+
+// readBootLinks reads system's agent.BootLinks with readlink, resolved to
+// the end: a profile that wraps a system links its links.
+func readBootLinks(system string, readlink func(string) (string, error)) map[string]string {
+	out := map[string]string{}
+	for _, name := range agent.BootLinks {
+		if t, err := readlink(system + "/" + name); err == nil && t != "" {
+			out[name] = t
+		}
+	}
+	return out
+}
+
 // Close implements Builds.
 func (b *built) Close(ctx context.Context) {
 	for _, bl := range b.builders {
@@ -91,6 +119,9 @@ type NodeState struct {
 	// Closure is the closure of Profile (or of Running when there is no
 	// profile), with NAR sizes.
 	Closure []nix.PathInfo
+	// BootLinks are the agent.BootLinks of the system the node booted
+	// (/run/booted-system), empty when it has none.
+	BootLinks map[string]string
 }
 
 // ErrUnreachable wraps failures to connect to a node.
@@ -120,6 +151,12 @@ func (e *Engine) Inspect(ctx context.Context, node *fleet.Node) (NodeState, erro
 	}
 	st.Profile = readlink(ctx, c, profile)
 	st.Running = readlink(ctx, c, "/run/current-system")
+	if readlink(ctx, c, "/run/booted-system") != "" {
+		st.BootLinks = readBootLinks("/run/booted-system", func(path string) (string, error) {
+			out, err := c.Output(ctx, "readlink", "-f", "--", path)
+			return strings.TrimSpace(string(out)), err
+		})
+	}
 	root := st.Profile
 	if root == "" {
 		root = st.Running

@@ -88,6 +88,13 @@ type Result struct {
 	// TargetGeneration is, for a rollback, the generation the node was
 	// asked to go back to.
 	TargetGeneration int `json:"targetGeneration,omitempty"`
+	// RebootFor names what of the new system takes effect only at the
+	// next boot because it differs from the booted one (kernel, initrd,
+	// kernel-modules, systemd); the status is then reboot-required.
+	RebootFor []string `json:"rebootFor,omitempty"`
+	// Rebooted says the node rebooted during the run — asked to
+	// (--reboot), or not (a power cut, a crash) — and was found so.
+	Rebooted bool `json:"rebooted,omitempty"`
 	// Profiles lists each profile's outcome when the node has several.
 	Profiles []ProfileResult `json:"profiles,omitempty"`
 	// Copied counts what the closure copy sent.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/tetherdeploy/tether/pkg/agent"
 	"github.com/tetherdeploy/tether/pkg/fleet"
+	"github.com/tetherdeploy/tether/pkg/remote"
 )
 
 // RollbackOptions describe a `tether rollback` run.
@@ -136,6 +137,11 @@ func (n *nodeRun) agentStatus(ctx context.Context, profile string) (agent.Status
 	if err != nil {
 		return agent.StatusReport{}, err
 	}
+	return n.agentStatusOn(ctx, c, profile)
+}
+
+// agentStatusOn runs `status` on connection c.
+func (n *nodeRun) agentStatusOn(ctx context.Context, c *remote.Client, profile string) (agent.StatusReport, error) {
 	out, err := c.Output(ctx, n.agentArgv(agent.StatusArgv(n.agentPath, n.stateDir, profile))...)
 	if err != nil {
 		if rerr := agent.DecodeReply(out); rerr != nil {

@@ -54,6 +54,7 @@ type tomlNode struct {
 	Tags         []string     `toml:"tags"`
 	System       *string      `toml:"system"`
 	Wave         *int         `toml:"wave"`
+	Reboot       *bool        `toml:"reboot"`
 	Health       []tomlHealth `toml:"health"`
 }
 

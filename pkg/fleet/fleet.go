@@ -104,7 +104,10 @@ type Node struct {
 	// the name of another node, or a `[user@]host[:port]` address.
 	BuildHost string
 	// Wave orders deployment: all nodes of a lower wave finish first.
-	Wave   int
+	Wave int
+	// Reboot deploys the node's system by booting it once and committing
+	// it only when confirmed from that boot (deploy --reboot).
+	Reboot bool
 	Health []HealthCheck
 
 	// Profiles to activate, in order (profilesOrder first, then the rest
@@ -118,7 +121,7 @@ type Node struct {
 
 	// Origins tells where the node-level fields above came from, keyed by
 	// "hostname", "port", "jump", "proxyCommand", "hostKey", "hostKeyAlias",
-	// "tags", "system", "buildHost", "wave", "health" and "node" (the node
+	// "tags", "system", "buildHost", "wave", "reboot", "health" and "node" (the node
 	// itself).
 	Origins map[string]Origin
 }

@@ -229,6 +229,7 @@ host_key_alias = "web"
 
 [nodes.rpi]
 jump = ["frame1"]
+reboot = true
 `,
 		outputs: map[string]string{"nixosConfigurations": `{"rpi":` + drv("rpi-toplevel", "aarch64-linux") + `}`},
 	}
@@ -269,7 +270,7 @@ jump = ["frame1"]
 	}
 
 	rpi := f.Nodes["rpi"]
-	if rpi.Source != FromConfig || rpi.Hostname != "rpi" || rpi.System != "aarch64-linux" {
+	if rpi.Source != FromConfig || rpi.Hostname != "rpi" || rpi.System != "aarch64-linux" || !rpi.Reboot || frame1.Reboot {
 		t.Errorf("rpi = %+v", rpi)
 	}
 	want := Hop{Node: "frame1", User: "root", Host: "frame1.example.org", Port: 2222, HostKey: testHostKey}

@@ -232,6 +232,9 @@ func resolveNode(name string, dd *deployData, dn *deployNode, cfgDefaults layer,
 		if r.Wave != nil {
 			n.Wave, n.Origins["wave"] = *r.Wave, cn.origin("wave")
 		}
+		if r.Reboot != nil {
+			n.Reboot, n.Origins["reboot"] = *r.Reboot, cn.origin("reboot")
+		}
 		if r.BuildHost != nil {
 			n.BuildHost, n.Origins["buildHost"] = *r.BuildHost, cn.origin("build_host")
 		}

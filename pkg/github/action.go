@@ -406,6 +406,8 @@ func (r *run) deploy(ctx context.Context) int {
 		req := app.DeployRequest{Target: r.target(), KeepGoing: r.in.KeepGoing}
 		if dry {
 			req.Action = agent.ActionDryActivate
+		} else {
+			req.Reboot = r.in.Reboot
 		}
 		rep, err = r.opts.Ops.Deploy(ctx, req)
 	}

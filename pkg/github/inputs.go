@@ -31,6 +31,7 @@ var InputNames = []string{
 	"build-host",
 	"parallel",
 	"keep-going",
+	"reboot",
 	"github-token",
 	"comment",
 	"environment",
@@ -60,6 +61,7 @@ type Inputs struct {
 	BuildHost        string
 	Parallel         int
 	KeepGoing        bool
+	Reboot           bool
 	GitHubToken      string
 	Comment          bool
 	Environment      string
@@ -125,6 +127,9 @@ func parseInputs(getenv func(string) string) (Inputs, error) {
 	}
 	if in.KeepGoing, err = parseBool(readInput(getenv, "keep-going"), false); err != nil {
 		bad("keep-going", "%v", err)
+	}
+	if in.Reboot, err = parseBool(readInput(getenv, "reboot"), false); err != nil {
+		bad("reboot", "%v", err)
 	}
 	if in.Comment, err = parseBool(readInput(getenv, "comment"), true); err != nil {
 		bad("comment", "%v", err)

@@ -49,7 +49,32 @@ type NodePlan struct {
 	// DryActivate is present only when dry-activate was asked for and
 	// attempted.
 	DryActivate *DryActivate `json:"dryActivate,omitempty"`
-	Error       string       `json:"error,omitempty"`
+	// RebootFor names what of the new system differs from the system the
+	// node booted and takes effect only at its next boot (BootLinks, in
+	// that order); empty when nothing does or the booted system is
+	// unknown.
+	RebootFor []string `json:"rebootFor,omitempty"`
+	Error     string   `json:"error,omitempty"`
+}
+
+// BootLinks are the links of a NixOS system to what a live activation
+// cannot replace: a change of any of them takes effect only at boot.
+var BootLinks = []string{"kernel", "initrd", "kernel-modules", "systemd"}
+
+// RebootFor lists the BootLinks whose targets differ between the system the
+// node booted and the new one, given as link name → target. Nothing is
+// known, so nothing is listed, when the booted system's links are unknown.
+func RebootFor(booted, next map[string]string) []string {
+	if len(booted) == 0 {
+		return nil
+	}
+	var out []string
+	for _, name := range BootLinks {
+		if booted[name] != next[name] {
+			out = append(out, name)
+		}
+	}
+	return out
 }
 
 // Planned reports whether the node's plan says what a deploy would do
@@ -85,6 +110,9 @@ type NodeInput struct {
 	CurrentClosure []Path
 	NewSystem      string
 	NewClosure     []Path
+	// BootedLinks and NewLinks are the BootLinks of the system the node
+	// booted and of the new one (name → target; absent when unknown).
+	BootedLinks, NewLinks map[string]string
 }
 
 // ForNode diffs a node's current and new closures and sets the status:
@@ -92,7 +120,8 @@ type NodeInput struct {
 // added), no-changes when the node already runs the new system, error when
 // a closure holds paths that are not store paths.
 func ForNode(in NodeInput) NodePlan {
-	np := NodePlan{Node: in.Node, CurrentSystem: in.CurrentSystem, NewSystem: in.NewSystem}
+	np := NodePlan{Node: in.Node, CurrentSystem: in.CurrentSystem, NewSystem: in.NewSystem,
+		RebootFor: RebootFor(in.BootedLinks, in.NewLinks)}
 	before := in.CurrentClosure
 	if in.CurrentSystem == "" {
 		before = nil

@@ -3,6 +3,7 @@ package plan
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"sort"
 	"testing"
@@ -77,7 +78,7 @@ func TestNewSortsNodes(t *testing.T) {
 // renaming a Go field must not silently change the contract.
 func TestJSONFieldNames(t *testing.T) {
 	np := NodePlan{
-		Node: "a", Status: StatusOK, CurrentSystem: "c", NewSystem: "n", Error: "e",
+		Node: "a", Status: StatusOK, CurrentSystem: "c", NewSystem: "n", Error: "e", RebootFor: []string{"kernel"},
 		Diff: &Diff{Packages: []Package{{Name: "x", Kind: Upgraded, Before: []string{"1"}, After: []string{"2"}}}},
 		DryActivate: &DryActivate{
 			Stop: []string{"a"}, NotStopped: []string{"a"}, Reload: []string{"a"}, Restart: []string{"a"},
@@ -101,7 +102,7 @@ func TestJSONFieldNames(t *testing.T) {
 		want []string
 	}{
 		{"plan", doc, []string{"commit", "flakeRef", "generated", "nodes", "schemaVersion"}},
-		{"node", node, []string{"currentSystem", "diff", "dryActivate", "error", "newSystem", "node", "status"}},
+		{"node", node, []string{"currentSystem", "diff", "dryActivate", "error", "newSystem", "node", "rebootFor", "status"}},
 		{"diff", diff, []string{"after", "before", "packages", "rebuilt"}},
 		{"totals", diff["before"], []string{"bytes", "paths"}},
 		{"package", diff["packages"].([]any)[0], []string{"after", "before", "kind", "name", "sizeAfter", "sizeBefore", "sizeDelta"}},
@@ -116,5 +117,36 @@ func TestJSONFieldNames(t *testing.T) {
 		if !slices.Equal(keys, c.want) {
 			t.Errorf("%s JSON keys = %v, want %v", c.what, keys, c.want)
 		}
+	}
+}
+
+func TestRebootFor(t *testing.T) {
+	booted := map[string]string{"kernel": "/nix/store/k1-linux-6.6.1/bzImage", "initrd": "/nix/store/i1/initrd",
+		"kernel-modules": "/nix/store/m1/lib", "systemd": "/nix/store/s1-systemd-255"}
+	with := func(name, target string) map[string]string {
+		m := maps.Clone(booted)
+		m[name] = target
+		return m
+	}
+	tests := []struct {
+		name         string
+		booted, next map[string]string
+		want         []string
+	}{
+		{"nothing differs", booted, maps.Clone(booted), nil},
+		{"a new kernel", booted, with("kernel", "/nix/store/k2-linux-6.6.2/bzImage"), []string{"kernel"}},
+		{"a new systemd", booted, with("systemd", "/nix/store/s2-systemd-256"), []string{"systemd"}},
+		{"the new system has no initrd", booted, with("initrd", ""), []string{"initrd"}},
+		{"booted system unknown", nil, booted, nil},
+	}
+	for _, tc := range tests {
+		if got := RebootFor(tc.booted, tc.next); !slices.Equal(got, tc.want) {
+			t.Errorf("%s: RebootFor = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+	np := ForNode(NodeInput{Node: "a", CurrentSystem: "/nix/store/c-a", NewSystem: "/nix/store/n-a",
+		BootedLinks: booted, NewLinks: with("kernel-modules", "/nix/store/m2/lib")})
+	if !slices.Equal(np.RebootFor, []string{"kernel-modules"}) {
+		t.Errorf("ForNode RebootFor = %q", np.RebootFor)
 	}
 }

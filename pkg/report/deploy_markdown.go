@@ -157,6 +157,9 @@ func deployBlock(r *deploy.Report, res *deploy.Result) *block {
 	if res.Current != "" && res.Current != res.New && res.Current != res.Previous {
 		items = append(items, "now on: "+mdCode(res.Current))
 	}
+	if r := rebootText(res.RebootFor); r != "" {
+		items = append(items, "**"+r+"**")
+	}
 	if res.Status == deploy.StatusUncertain {
 		items = append(items, "check the node with "+mdCode("tether status")+" before deploying again")
 	}

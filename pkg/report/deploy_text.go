@@ -71,7 +71,7 @@ func DeployText(w io.Writer, r *deploy.Report) error {
 
 // deployNeedsDetails reports whether a node has more to say than its row.
 func deployNeedsDetails(res *deploy.Result) bool {
-	return res.Error != "" || res.Reason != "" || len(res.Profiles) > 1 || res.Status == deploy.StatusUncertain
+	return res.Error != "" || res.Reason != "" || len(res.Profiles) > 1 || res.Status == deploy.StatusUncertain || len(res.RebootFor) > 0
 }
 
 func deployTextDetails(w *bufio.Writer, res *deploy.Result) {
@@ -80,6 +80,9 @@ func deployTextDetails(w *bufio.Writer, res *deploy.Result) {
 	}
 	for _, l := range cleanLines(res.Error) {
 		fmt.Fprintf(w, "  %s\n", l)
+	}
+	if r := rebootText(res.RebootFor); r != "" {
+		fmt.Fprintf(w, "  %s\n", r)
 	}
 	if res.Status == deploy.StatusUncertain {
 		if res.Current != "" {

@@ -59,3 +59,17 @@ func planStatusText(s plan.Status) string {
 	}
 	return string(s)
 }
+
+// rebootText says what of a new system takes effect only at the next boot
+// (plan.BootLinks, deploy.Result.RebootFor), "" when nothing does. The
+// names are fixed words, never text from a node.
+func rebootText(what []string) string {
+	if len(what) == 0 {
+		return ""
+	}
+	verb := "differ"
+	if len(what) == 1 {
+		verb = "differs"
+	}
+	return fmt.Sprintf("needs a reboot: the %s %s from the booted system", strings.Join(what, ", "), verb)
+}

@@ -143,6 +143,9 @@ func planMDBlock(n *plan.NodePlan) *block {
 			summary += ": " + c
 		}
 		summary += " · " + deltaText(n.Diff.BytesDelta())
+		if len(n.RebootFor) > 0 {
+			summary += " · needs a reboot"
+		}
 	}
 	bl.add(fmt.Sprintf("<details><summary>%s · %s</summary>\n\n", htmlCode(n.Node), htmlText(summary)))
 
@@ -166,6 +169,9 @@ func planMDBlock(n *plan.NodePlan) *block {
 		}
 		if n.NewSystem != "" && n.NewSystem != n.CurrentSystem {
 			bl.add(fmt.Sprintf("- new: %s\n", mdCode(n.NewSystem)))
+		}
+		if r := rebootText(n.RebootFor); r != "" {
+			bl.add("- **" + r + "**\n")
 		}
 		bl.add("\n")
 	}

@@ -69,6 +69,9 @@ func planTextNode(w *bufio.Writer, n *plan.NodePlan) {
 	if n.NewSystem != "" {
 		fmt.Fprintf(w, "  new:     %s\n", clean(n.NewSystem))
 	}
+	if r := rebootText(n.RebootFor); r != "" {
+		fmt.Fprintf(w, "  %s\n", r)
+	}
 	if d := n.Diff; d != nil {
 		planTextPackages(w, d)
 		fmt.Fprintf(w, "  closure: %s\n", planClosureLine(d))

@@ -3,6 +3,7 @@ package runner
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
 	"os"
@@ -31,7 +32,6 @@ func (d *deploy) awaitConfirmation(ctx context.Context) (bool, string) {
 	// it proves nothing about this activation.
 	removeConfirm(d.dir)
 
-	deadlineAt := d.r.Clock.Now().Add(timeout)
 	deadline := d.r.Clock.After(timeout)
 	wctx, stopWatch := context.WithCancel(ctx)
 	wake := make(chan struct{}, 1)
@@ -46,7 +46,10 @@ func (d *deploy) awaitConfirmation(ctx context.Context) (bool, string) {
 		wg.Wait()
 	}
 
-	d.log.emit(agent.Event{Type: agent.EventAwaitingConfirmation, Deadline: deadlineAt.UTC()})
+	// The wait crosses the wire as a duration: the deployer measures it on
+	// its own clock, so a machine whose wall clock is off by an hour (a
+	// board with no real-time clock, before NTP) is still confirmed.
+	d.log.emit(agent.Event{Type: agent.EventAwaitingConfirmation, Timeout: agent.Duration(timeout)})
 
 	for {
 		select {
@@ -104,7 +107,8 @@ func (d *deploy) claimConfirm(path string) bool {
 		d.log.emit(agent.Event{Type: agent.EventConfirmRejected, Reason: "unreadable confirmation: " + err.Error()})
 		return false
 	}
-	if subtle.ConstantTimeCompare(bytes.TrimSpace(got), []byte(d.req.Token)) != 1 {
+	sum := sha256.Sum256(bytes.TrimSpace(got))
+	if subtle.ConstantTimeCompare(sum[:], d.tokenHash[:]) != 1 {
 		d.log.emit(agent.Event{Type: agent.EventConfirmRejected, Reason: "wrong confirmation token"})
 		return false
 	}

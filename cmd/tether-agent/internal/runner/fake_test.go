@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -71,9 +72,10 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 // fakeSystem is how one fake system's activation behaves.
 type fakeSystem struct {
-	code   int      // exit status
-	hang   bool     // run until killed (after moving the clock past the activation timeout)
-	output []string // lines on stderr
+	code     int      // exit status of switch, test and dry-activate
+	bootCode int      // exit status of boot
+	hang     bool     // run until killed (after moving the clock past the activation timeout)
+	output   []string // lines on stderr
 }
 
 // fakeMachine is an Executor that plays nix-env (on real symlinks, with
@@ -86,10 +88,19 @@ type fakeMachine struct {
 	systems map[string]fakeSystem // by store path
 
 	mu          sync.Mutex
+	bootDefault string   // base name of the system that boots next (switch, boot)
 	activations []string // "<system base name> <action>"
 	activEnv    [][]string
 	nixCalls    []string
 	systemdRun  func(argv []string) (int, error)
+	// profile is the system profile whose generations a boot activation
+	// writes boot entries for (under root/boot/loader, when that exists).
+	profile string
+	// toolCalls records bootctl and systemctl; onReboot runs at
+	// `systemctl reboot` (the machine going down), rebootCode is its exit.
+	toolCalls  []string
+	onReboot   func()
+	rebootCode int
 }
 
 func (m *fakeMachine) Run(ctx context.Context, c Command) (int, error) {
@@ -98,6 +109,17 @@ func (m *fakeMachine) Run(ctx context.Context, c Command) (int, error) {
 		return m.nixEnv(c)
 	case c.Argv[0] == "systemd-run" && m.systemdRun != nil:
 		return m.systemdRun(c.Argv)
+	case filepath.Base(c.Argv[0]) == "bootctl" || filepath.Base(c.Argv[0]) == "systemctl":
+		m.mu.Lock()
+		m.toolCalls = append(m.toolCalls, filepath.Base(c.Argv[0])+" "+strings.Join(c.Argv[1:], " "))
+		m.mu.Unlock()
+		if filepath.Base(c.Argv[0]) == "systemctl" {
+			if m.onReboot != nil && m.rebootCode == 0 {
+				m.onReboot()
+			}
+			return m.rebootCode, nil
+		}
+		return 0, nil
 	}
 	system, action := m.whichActivation(c)
 	if system == "" {
@@ -121,7 +143,17 @@ func (m *fakeMachine) Run(ctx context.Context, c Command) (int, error) {
 		<-ctx.Done()
 		return -1, context.Cause(ctx)
 	}
-	if sys.code == 0 && (action == "switch" || action == "test") {
+	code := sys.code
+	if action == "boot" {
+		code = sys.bootCode
+	}
+	if code == 0 && (action == "switch" || action == "boot") {
+		m.mu.Lock()
+		m.bootDefault = filepath.Base(system)
+		m.mu.Unlock()
+		m.writeBootEntries()
+	}
+	if code == 0 && (action == "switch" || action == "test") {
 		link := filepath.Join(m.root, "run/current-system")
 		_ = os.MkdirAll(filepath.Dir(link), 0o755)
 		_ = os.Remove(link)
@@ -129,7 +161,7 @@ func (m *fakeMachine) Run(ctx context.Context, c Command) (int, error) {
 			m.t.Errorf("fake machine: %v", err)
 		}
 	}
-	return sys.code, nil
+	return code, nil
 }
 
 // whichActivation tells which system an activation command is for, and
@@ -219,6 +251,21 @@ func (m *fakeMachine) nixEnv(c Command) (int, error) {
 	return 1, nil
 }
 
+// writeBootEntries does what NixOS's systemd-boot installer does with the
+// entries: one per generation of the system profile, the others removed.
+func (m *fakeMachine) writeBootEntries() {
+	dir := filepath.Join(m.root, "boot/loader/entries")
+	if _, err := os.Stat(filepath.Dir(dir)); err != nil || m.profile == "" {
+		return
+	}
+	_ = os.RemoveAll(dir)
+	_ = os.MkdirAll(dir, 0o755)
+	gens, _ := listGenerations(m.profile)
+	for _, g := range gens {
+		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("nixos-generation-%d.conf", g.Number)), []byte("options init="+g.Path+"/init\n"), 0o644)
+	}
+}
+
 func (m *fakeMachine) activated() []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -247,7 +294,7 @@ func newHarness(t *testing.T) *harness {
 			t.Fatal(err)
 		}
 	}
-	h.m = &fakeMachine{t: t, clock: h.clock, root: h.root, systems: map[string]fakeSystem{}}
+	h.m = &fakeMachine{t: t, clock: h.clock, root: h.root, systems: map[string]fakeSystem{}, profile: h.profile}
 	h.r = &Runner{
 		StateDir:     filepath.Join(base, "state"),
 		Exec:         h.m,
@@ -260,6 +307,7 @@ func newHarness(t *testing.T) *harness {
 		PollInterval: 2 * time.Millisecond,
 		LockRetry:    20 * time.Millisecond,
 		GoneGrace:    10 * time.Millisecond,
+		RebootPause:  time.Millisecond,
 	}
 	return h
 }
@@ -297,6 +345,42 @@ func (h *harness) installed(path string) {
 	code, _ := h.m.nixEnv(Command{Argv: []string{"nix-env", "-p", h.profile, "--set", path}, Stderr: testWriter{h.t}})
 	if code != 0 {
 		h.t.Fatal("fake nix-env --set failed")
+	}
+}
+
+// booted makes path the system the machine booted (/run/booted-system).
+func (h *harness) booted(path string) {
+	h.t.Helper()
+	link := filepath.Join(h.root, "run/booted-system")
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	_ = os.Remove(link)
+	if err := os.Symlink(path, link); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// bootLinks gives system the links NixOS systems have to what takes
+// effect only at boot: kernel, initrd and kernel-modules of kernel, and
+// systemd.
+func (h *harness) bootLinks(system, kernel, systemd string) {
+	h.t.Helper()
+	p := filepath.Join(h.store, system)
+	for name, target := range map[string]string{
+		"kernel": kernel + "/bzImage", "initrd": "initrd-" + kernel + "/initrd",
+		"kernel-modules": "modules-" + kernel + "/lib", "systemd": systemd + "/bin",
+	} {
+		target = filepath.Join(h.store, target)
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			h.t.Fatal(err)
+		}
+		if err := os.WriteFile(target, nil, 0o644); err != nil {
+			h.t.Fatal(err)
+		}
+		if err := os.Symlink(target, filepath.Join(p, name)); err != nil {
+			h.t.Fatal(err)
+		}
 	}
 }
 
@@ -436,4 +520,20 @@ func (h *harness) last() agent.Result {
 		h.t.Fatal(err)
 	}
 	return res
+}
+
+// checkMachine asserts what a deploy left on the machine: the activations
+// that ran, the profile's generations and system, and the boot default.
+func (h *harness) checkMachine(t *testing.T, activations []string, gens []int, current, bootDefault string) {
+	t.Helper()
+	if got := h.m.activated(); !reflect.DeepEqual(got, activations) {
+		t.Errorf("activations = %q, want %q", got, activations)
+	}
+	g, cur := h.generations()
+	if !reflect.DeepEqual(g, gens) || cur != current {
+		t.Errorf("profile: generations %v current %q, want %v %q", g, cur, gens, current)
+	}
+	if h.m.bootDefault != bootDefault {
+		t.Errorf("boot default = %q, want %q", h.m.bootDefault, bootDefault)
+	}
 }

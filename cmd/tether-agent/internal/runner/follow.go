@@ -74,7 +74,10 @@ func (r *Runner) tail(ctx context.Context, dir string, offset int64, fn func(lin
 		buf       = make([]byte, 32<<10)
 		goneSince time.Time
 		lastProbe time.Time
-		idleSince = r.Clock.Now()
+		// launchedAt is when this follow started a runner to take the
+		// deploy up (zero: it did not).
+		launchedAt time.Time
+		idleSince  = r.Clock.Now()
 	)
 	for {
 		n, err := f.Read(buf)
@@ -112,7 +115,11 @@ func (r *Runner) tail(ctx context.Context, dir string, offset int64, fn func(lin
 		now := r.Clock.Now()
 		if now.Sub(lastProbe) >= time.Second || lastProbe.IsZero() {
 			lastProbe = now
-			if r.runnerGone(dir, locked, now.Sub(idleSince)) {
+			if locked && launchedAt.IsZero() && r.takeUp(ctx, dir) {
+				// Its runner died (killed, or the machine rebooted): a
+				// runner started now ends the deploy, in this same log.
+				launchedAt, goneSince = now, time.Time{}
+			} else if r.runnerGone(dir, locked, now.Sub(idleSince)) && (launchedAt.IsZero() || now.Sub(launchedAt) >= r.StartWait) {
 				if goneSince.IsZero() {
 					goneSince = now
 				} else if now.Sub(goneSince) >= r.GoneGrace {
@@ -128,6 +135,23 @@ func (r *Runner) tail(ctx context.Context, dir string, offset int64, fn func(lin
 		case <-r.Clock.After(r.PollInterval):
 		}
 	}
+}
+
+// takeUp starts a runner (reconcile) for the deploy in dir when its own
+// runner died before the end: the lock is free and lock.json still names
+// the deploy. A runner that ends normally removes lock.json before it
+// drops the lock, so this is never a deploy about to write its `done`.
+func (r *Runner) takeUp(ctx context.Context, dir string) bool {
+	stateDir := filepath.Dir(dir)
+	st := unfinished(stateDir)
+	if st == nil || st.DeployID != filepath.Base(dir) {
+		return false
+	}
+	if err := r.startReconcile(ctx, stateDir, dir, st.DeployID); err != nil {
+		fmt.Fprintf(r.Diag, "tether-agent: take up deploy %s: %v\n", st.DeployID, err)
+		return false
+	}
+	return true
 }
 
 // runnerGone reports whether no process can still write this deploy's log:

@@ -27,13 +27,31 @@ type machineLock struct {
 	infoPath string
 }
 
-// acquireLock takes the lock or returns an *agent.LockHeldError naming the holder.
-// It retries for a while before giving up, because `status` and `follow`
-// probe the lock with a brief shared flock of their own.
+// acquireLock takes the lock and names info as its holder, or returns an
+// *agent.LockHeldError naming the holder. It retries for a while before
+// giving up, because `status` and `follow` probe the lock with a brief
+// shared flock of their own.
 func acquireLock(ctx context.Context, stateDir string, info agent.LockInfo, clock Clock, retry time.Duration) (*machineLock, error) {
+	l, _, err := lockMachine(ctx, stateDir, clock, retry)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.setHolder(info); err != nil {
+		l.release()
+		return nil, err
+	}
+	return l, nil
+}
+
+// lockMachine takes the lock without naming a holder yet, and returns the
+// holder that lock.json still names, if any: a deploy whose runner died
+// (killed, or the machine lost power) without finishing. The caller ends
+// that deploy (reconcile) before it names itself, so the record of the
+// unfinished deploy is never lost, not even by a crash in between.
+func lockMachine(ctx context.Context, stateDir string, clock Clock, retry time.Duration) (*machineLock, *agent.LockInfo, error) {
 	f, err := os.OpenFile(filepath.Join(stateDir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("open lock: %w", err)
+		return nil, nil, fmt.Errorf("open lock: %w", err)
 	}
 	const step = 25 * time.Millisecond
 	for waited := time.Duration(0); ; waited += step {
@@ -43,7 +61,7 @@ func acquireLock(ctx context.Context, stateDir string, info agent.LockInfo, cloc
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
 			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+			return nil, nil, fmt.Errorf("lock %s: %w", f.Name(), err)
 		}
 		if waited >= retry {
 			f.Close()
@@ -51,21 +69,37 @@ func acquireLock(ctx context.Context, stateDir string, info agent.LockInfo, cloc
 			if holder == nil {
 				holder = &agent.LockInfo{DeployID: "unknown"}
 			}
-			return nil, &agent.LockHeldError{Holder: *holder}
+			return nil, nil, &agent.LockHeldError{Holder: *holder}
 		}
 		select {
 		case <-ctx.Done():
 			f.Close()
-			return nil, ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-clock.After(step):
 		}
 	}
 	l := &machineLock{f: f, infoPath: filepath.Join(stateDir, lockInfoFile)}
-	if err := writeJSONAtomic(l.infoPath, info); err != nil {
-		l.release()
-		return nil, fmt.Errorf("write %s: %w", lockInfoFile, err)
+	stale, err := readLockInfo(stateDir)
+	if err != nil {
+		stale = nil
 	}
-	return l, nil
+	return l, stale, nil
+}
+
+// setHolder writes lock.json.
+func (l *machineLock) setHolder(info agent.LockInfo) error {
+	if err := writeJSONAtomic(l.infoPath, info); err != nil {
+		return fmt.Errorf("write %s: %w", lockInfoFile, err)
+	}
+	return nil
+}
+
+// leave drops the lock and keeps lock.json: the deploy is not over (the
+// machine is rebooting into its new system), and the runner that next
+// takes the lock must find it.
+func (l *machineLock) leave() {
+	_ = syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
+	_ = l.f.Close()
 }
 
 // release removes lock.json, then drops the lock. The lock file itself

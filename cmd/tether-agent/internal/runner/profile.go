@@ -113,14 +113,7 @@ func listGenerations(profile string) ([]agent.Generation, error) {
 
 // nixEnv runs nix-env on a profile and keeps its error output on failure.
 func (r *Runner) nixEnv(ctx context.Context, profile string, args ...string) error {
-	argv := append([]string{"nix-env", "-p", profile}, args...)
-	var stderr tailBuffer
-	stderr.max = 2048
-	code, err := r.Exec.Run(ctx, Command{Argv: argv, Env: r.Env, Dir: "/", Stdout: &stderr, Stderr: &stderr})
-	if err != nil || code != 0 {
-		return &CmdError{Argv: argv, ExitCode: code, Stderr: stderr.String(), Err: err}
-	}
-	return nil
+	return r.runTool(ctx, append([]string{"nix-env", "-p", profile}, args...)...)
 }
 
 // setProfile points the profile at closure and returns the new generation.

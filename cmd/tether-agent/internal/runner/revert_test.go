@@ -63,7 +63,8 @@ func TestRevertLeavesTheGenerationsAsBefore(t *testing.T) {
 	if res.Generation != 1 || res.GenerationCreated {
 		t.Errorf("revert result: generation %d, created %v; want 1, false", res.Generation, res.GenerationCreated)
 	}
-	if got, want := h.m.activated(), []string{"new switch", "old switch"}; !reflect.DeepEqual(got, want) {
+	// Both in two phases: live, then committed once confirmed.
+	if got, want := h.m.activated(), []string{"new test", "new boot", "old test", "old boot"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("activations %q, want %q", got, want)
 	}
 	if !slices.Contains(h.m.nixCalls, "-p "+h.profile+" --switch-generation 1") {
@@ -85,6 +86,9 @@ func TestRevertThatFailsKeepsTheDeployedGeneration(t *testing.T) {
 	}
 	if gens, cur := h.generations(); !reflect.DeepEqual(gens, []int{1, 2}) || cur != "new" {
 		t.Errorf("generations %v, current %q; want [1 2], new", gens, cur)
+	}
+	if h.m.bootDefault != "new" {
+		t.Errorf("boot default %s, want new: the failed revert never reached its commit", h.m.bootDefault)
 	}
 }
 

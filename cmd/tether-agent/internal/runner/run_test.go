@@ -14,9 +14,15 @@ import (
 )
 
 var (
-	evSuccess   = []string{"locked", "previous", "profile-set", "activating", "activated", "awaiting-confirmation", "confirmed", "done"}
-	evNoConfirm = []string{"locked", "previous", "profile-set", "activating", "activated", "awaiting-confirmation", "rolling-back", "activating", "rolled-back", "done"}
-	evFailed    = []string{"locked", "previous", "profile-set", "activating", "activation-failed", "rolling-back", "activating", "rolled-back", "done"}
+	// A NixOS system (bin/switch-to-configuration) deploys in two phases:
+	// live first, committed (profile, boot default) once confirmed.
+	evSuccess   = []string{"locked", "previous", "activating", "activated", "awaiting-confirmation", "confirmed", "committing", "profile-set", "activating", "committed", "done"}
+	evNoConfirm = []string{"locked", "previous", "activating", "activated", "awaiting-confirmation", "rolling-back", "activating", "rolled-back", "done"}
+	evFailed    = []string{"locked", "previous", "activating", "activation-failed", "rolling-back", "activating", "rolled-back", "done"}
+	// Anything else (a profile with only an activation wrapper) in one:
+	// the profile is set first.
+	evSuccess1   = []string{"locked", "previous", "profile-set", "activating", "activated", "awaiting-confirmation", "confirmed", "done"}
+	evNoConfirm1 = []string{"locked", "previous", "profile-set", "activating", "activated", "awaiting-confirmation", "rolling-back", "activating", "rolled-back", "done"}
 )
 
 func TestRun(t *testing.T) {
@@ -39,32 +45,50 @@ func TestRun(t *testing.T) {
 		activations []string
 		gens        []int
 		current     string // the profile's system afterwards; "" = no profile
+		bootDefault string // the system the machine boots next; "" = never set
 		reason      string // in Result.Reason
 		errText     string // in Result.Error
 		check       func(t *testing.T, h *harness, evs []agent.Event, res agent.Result)
 	}{{
-		name: "switch confirmed", old: &ok, new: ok, confirm: "client",
+		name: "switch: live, confirmed, then committed", old: &ok, new: ok, confirm: "client",
 		want: evSuccess, status: agent.StatusDeployed,
-		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
+		activations: []string{"new test", "new boot"}, gens: []int{1, 2}, current: "new", bootDefault: "new",
+		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
+			if a, _ := findEvent(evs, agent.EventAwaitingConfirmation); a.Timeout.D() != agent.DefaultConfirmTimeout {
+				t.Errorf("awaiting-confirmation timeout = %s, want the request's %s", a.Timeout.D(), agent.DefaultConfirmTimeout)
+			}
+			if ps, _ := findEvent(evs, agent.EventProfileSet); ps.Generation != 2 || !ps.Created {
+				t.Errorf("profile-set = %+v, want generation 2, created", ps)
+			}
+			if !res.GenerationCreated || res.Running != filepath.Join(h.store, "new") {
+				t.Errorf("result: created %v, running %q", res.GenerationCreated, res.Running)
+			}
+		},
 	}, {
 		name: "confirmation written the instant it is announced", old: &ok, new: ok, confirm: "instant",
 		want: evSuccess, status: agent.StatusDeployed,
-		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
+		activations: []string{"new test", "new boot"}, gens: []int{1, 2}, current: "new", bootDefault: "new",
 	}, {
-		name: "no confirmation rolls back to the recorded previous system", old: &ok, new: ok, confirm: "none",
+		name: "no confirmation: the previous system live again, nothing persistent to undo", old: &ok, new: ok, confirm: "none",
 		want: evNoConfirm, status: agent.StatusRolledBack,
-		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+		activations: []string{"new test", "old test"}, gens: []int{1}, current: "old",
 		reason: "no confirmation within 30s",
 		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
 			rb, _ := findEvent(evs, agent.EventRolledBack)
 			if rb.To != filepath.Join(h.store, "old") || rb.Generation != 1 {
 				t.Errorf("rolled-back event = %+v, want to old, generation 1", rb)
 			}
+			if got := runningSystem(t, h); got != "old" {
+				t.Errorf("running system = %s, want old", got)
+			}
+			if len(h.m.nixCalls) != 0 {
+				t.Errorf("nix-env ran before any confirmation: %q", h.m.nixCalls)
+			}
 		},
 	}, {
 		name: "exit 2 rolls back", old: &ok, new: fakeSystem{code: 2, output: []string{"error: sshd.service failed"}},
 		want: evFailed, status: agent.StatusRolledBack,
-		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+		activations: []string{"new test", "old test"}, gens: []int{1}, current: "old",
 		reason: "exit status 2",
 		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
 			var lines []string
@@ -81,21 +105,21 @@ func TestRun(t *testing.T) {
 			}
 		},
 	}, {
-		name: "exit 2 without autoRollback stays and fails", old: &ok, new: fakeSystem{code: 2},
+		name: "exit 2 without autoRollback stays live, not committed", old: &ok, new: fakeSystem{code: 2},
 		mod:  func(r *agent.Request) { r.AutoRollback = false },
-		want: []string{"locked", "previous", "profile-set", "activating", "activation-failed", "done"}, status: agent.StatusFailed,
-		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
-		reason: "exit status 2",
+		want: []string{"locked", "previous", "activating", "activation-failed", "done"}, status: agent.StatusFailed,
+		activations: []string{"new test"}, gens: []int{1}, current: "old",
+		reason: "not committed",
 	}, {
 		name: "exit 4 rolls back", old: &ok, new: fakeSystem{code: 4},
 		want: evFailed, status: agent.StatusRolledBack,
-		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+		activations: []string{"new test", "old test"}, gens: []int{1}, current: "old",
 		reason: "units failed",
 	}, {
 		name: "exit 4 with allowFailedUnits is a deploy", old: &ok, new: fakeSystem{code: 4}, confirm: "client",
 		mod:  func(r *agent.Request) { r.AllowFailedUnits = true },
 		want: evSuccess, status: agent.StatusDeployed,
-		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
+		activations: []string{"new test", "new boot"}, gens: []int{1, 2}, current: "new", bootDefault: "new",
 		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
 			if !res.UnitsFailed {
 				t.Error("result does not say units failed")
@@ -104,7 +128,7 @@ func TestRun(t *testing.T) {
 	}, {
 		name: "exit 100 is reboot-required, not a failure", old: &ok, new: fakeSystem{code: 100}, confirm: "client",
 		want: evSuccess, status: agent.StatusRebootRequired,
-		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
+		activations: []string{"new test", "new boot"}, gens: []int{1, 2}, current: "new", bootDefault: "new",
 		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
 			if a, _ := findEvent(evs, agent.EventActivated); !a.RebootRequired {
 				t.Errorf("activated event = %+v, want rebootRequired", a)
@@ -113,11 +137,11 @@ func TestRun(t *testing.T) {
 	}, {
 		name: "exit 100 still needs the confirmation", old: &ok, new: fakeSystem{code: 100}, confirm: "none",
 		want: evNoConfirm, status: agent.StatusRolledBack,
-		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+		activations: []string{"new test", "old test"}, gens: []int{1}, current: "old",
 	}, {
 		name: "hanging activation is killed and rolled back", old: &ok, new: fakeSystem{hang: true},
 		want: evFailed, status: agent.StatusRolledBack,
-		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+		activations: []string{"new test", "old test"}, gens: []int{1}, current: "old",
 		reason: "did not finish within 4m0s",
 		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
 			if af, _ := findEvent(evs, agent.EventActivationFailed); af.ExitCode != nil {
@@ -125,18 +149,24 @@ func TestRun(t *testing.T) {
 			}
 		},
 	}, {
+		name: "a commit that fails puts the profile and the boot default back", old: &ok, new: fakeSystem{bootCode: 1}, confirm: "client",
+		want: []string{"locked", "previous", "activating", "activated", "awaiting-confirmation", "confirmed", "committing", "profile-set",
+			"activating", "activation-failed", "rolling-back", "activating", "activating", "rolled-back", "done"},
+		status: agent.StatusRolledBack, activations: []string{"new test", "new boot", "old boot", "old test"}, gens: []int{1}, current: "old", bootDefault: "old",
+		reason: "commit: making it the boot default failed: exit status 1",
+	}, {
 		name: "fresh profile deploys", new: ok, confirm: "client",
 		want: evSuccess, status: agent.StatusDeployed,
-		activations: []string{"new switch"}, gens: []int{1}, current: "new",
+		activations: []string{"new test", "new boot"}, gens: []int{1}, current: "new", bootDefault: "new",
 	}, {
-		name: "fresh profile cannot roll back: new generation removed", new: fakeSystem{code: 2},
-		want:   []string{"locked", "previous", "profile-set", "activating", "activation-failed", "rolling-back", "rollback-failed", "done"},
-		status: agent.StatusRollbackFailed, activations: []string{"new switch"}, gens: nil, current: "",
-		errText: "no previous system",
+		name: "fresh machine cannot roll back, and nothing was made persistent", new: fakeSystem{code: 2},
+		want:   []string{"locked", "previous", "activating", "activation-failed", "rolling-back", "rollback-failed", "done"},
+		status: agent.StatusRollbackFailed, activations: []string{"new test"}, gens: nil, current: "",
+		errText: "nothing was made persistent",
 	}, {
 		name: "wrong token is rejected and the deploy rolls back", old: &ok, new: ok, confirm: "wrong",
-		want:   []string{"locked", "previous", "profile-set", "activating", "activated", "awaiting-confirmation", "confirm-rejected", "rolling-back", "activating", "rolled-back", "done"},
-		status: agent.StatusRolledBack, activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+		want:   []string{"locked", "previous", "activating", "activated", "awaiting-confirmation", "confirm-rejected", "rolling-back", "activating", "rolled-back", "done"},
+		status: agent.StatusRolledBack, activations: []string{"new test", "old test"}, gens: []int{1}, current: "old",
 	}, {
 		name: "confirmation left from before the activation is ignored", old: &ok, new: ok, confirm: "none",
 		setup: func(h *harness, dir string) {
@@ -150,32 +180,32 @@ func TestRun(t *testing.T) {
 			writeConfirmFile(h.t, other, testToken)
 		},
 		want: evNoConfirm, status: agent.StatusRolledBack,
-		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+		activations: []string{"new test", "old test"}, gens: []int{1}, current: "old",
 	}, {
 		name: "agent stopped while waiting rolls back", old: &ok, new: ok, confirm: "stop",
 		want: evNoConfirm, status: agent.StatusRolledBack,
-		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old",
+		activations: []string{"new test", "old test"}, gens: []int{1}, current: "old",
 		reason: "stopped before a confirmation",
 	}, {
-		name: "redeploying the current system never deletes its generation", old: &ok, new: ok, confirm: "none",
+		name: "redeploying the current system reuses its generation", old: &ok, new: ok, confirm: "client",
 		mod:  func(r *agent.Request) { r.Closure = filepath.Join(filepath.Dir(r.Closure), "old") },
-		want: evNoConfirm, status: agent.StatusRolledBack,
-		activations: []string{"old switch", "old switch"}, gens: []int{1}, current: "old",
+		want: evSuccess, status: agent.StatusDeployed,
+		activations: []string{"old test", "old boot"}, gens: []int{1}, current: "old", bootDefault: "old",
 		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
-			if ps, _ := findEvent(evs, agent.EventProfileSet); ps.Generation != 1 {
-				t.Errorf("profile-set generation = %d, want nix's reused 1", ps.Generation)
+			if ps, _ := findEvent(evs, agent.EventProfileSet); ps.Generation != 1 || ps.Created {
+				t.Errorf("profile-set = %+v, want nix's reused generation 1, not created", ps)
 			}
 		},
 	}, {
 		name: "boot sets the profile and needs no confirmation", old: &ok, new: ok,
 		mod:  func(r *agent.Request) { r.Action = agent.ActionBoot },
 		want: []string{"locked", "previous", "profile-set", "activating", "activated", "done"}, status: agent.StatusDeployed,
-		activations: []string{"new boot"}, gens: []int{1, 2}, current: "new",
+		activations: []string{"new boot"}, gens: []int{1, 2}, current: "new", bootDefault: "new",
 	}, {
-		name: "failed boot rolls the boot default back", old: &ok, new: fakeSystem{code: 1},
+		name: "failed boot rolls the boot default back", old: &ok, new: fakeSystem{bootCode: 1},
 		mod:  func(r *agent.Request) { r.Action = agent.ActionBoot },
-		want: evFailed, status: agent.StatusRolledBack,
-		activations: []string{"new boot", "old boot"}, gens: []int{1}, current: "old",
+		want: []string{"locked", "previous", "profile-set", "activating", "activation-failed", "rolling-back", "activating", "rolled-back", "done"}, status: agent.StatusRolledBack,
+		activations: []string{"new boot", "old boot"}, gens: []int{1}, current: "old", bootDefault: "old",
 	}, {
 		name: "test leaves the profile alone", old: &ok, new: ok, confirm: "client",
 		mod:  func(r *agent.Request) { r.Action = agent.ActionTest },
@@ -208,9 +238,9 @@ func TestRun(t *testing.T) {
 			}
 		},
 	}, {
-		name: "wrapper gets PROFILE and the mode flags", old: &ok, new: ok, wrapper: true, confirm: "client",
-		want: evSuccess, status: agent.StatusDeployed,
-		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
+		name: "wrapper-only profile: one phase, PROFILE and the mode flags", old: &ok, new: ok, wrapper: true, confirm: "client",
+		want: evSuccess1, status: agent.StatusDeployed,
+		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new", bootDefault: "new",
 		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
 			a, _ := findEvent(evs, agent.EventActivating)
 			if want := []string{filepath.Join(h.profile, WrapperName)}; !reflect.DeepEqual(a.Argv, want) {
@@ -222,7 +252,14 @@ func TestRun(t *testing.T) {
 					t.Errorf("wrapper env %s=%q, want %q", k, got, want)
 				}
 			}
+			if p, _ := findEvent(evs, agent.EventPrevious); p.TwoPhase {
+				t.Error("previous event says two-phase for a wrapper-only profile")
+			}
 		},
+	}, {
+		name: "wrapper-only profile without a confirmation: profile and system put back", old: &ok, new: ok, wrapper: true, confirm: "none",
+		want: evNoConfirm1, status: agent.StatusRolledBack,
+		activations: []string{"new switch", "old switch"}, gens: []int{1}, current: "old", bootDefault: "old",
 	}, {
 		name: "wrapper dry-activate runs from the closure", old: &ok, new: ok, wrapper: true,
 		mod:  func(r *agent.Request) { r.Action = agent.ActionDryActivate },
@@ -245,10 +282,33 @@ func TestRun(t *testing.T) {
 		want: []string{"locked", "previous", "done"}, status: agent.StatusFailed,
 		activations: nil, gens: []int{1}, current: "old", errText: "not on this machine",
 	}, {
-		name: "magicRollback off: deployed once activated", old: &ok, new: ok,
+		name: "magicRollback off: committed once activated", old: &ok, new: ok,
 		mod:  func(r *agent.Request) { r.MagicRollback = false; r.Token = "" },
-		want: []string{"locked", "previous", "profile-set", "activating", "activated", "done"}, status: agent.StatusDeployed,
-		activations: []string{"new switch"}, gens: []int{1, 2}, current: "new",
+		want: []string{"locked", "previous", "activating", "activated", "committing", "profile-set", "activating", "committed", "done"}, status: agent.StatusDeployed,
+		activations: []string{"new test", "new boot"}, gens: []int{1, 2}, current: "new", bootDefault: "new",
+	}, {
+		name: "a new kernel is deployed and needs a reboot", old: &ok, new: ok, confirm: "client",
+		setup: func(h *harness, dir string) {
+			h.booted(filepath.Join(h.store, "old"))
+			h.bootLinks("old", "linux-6.1", "systemd-255")
+			h.bootLinks("new", "linux-6.6", "systemd-255")
+		},
+		want: evSuccess, status: agent.StatusRebootRequired,
+		activations: []string{"new test", "new boot"}, gens: []int{1, 2}, current: "new", bootDefault: "new",
+		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
+			if want := []string{"kernel", "initrd", "kernel-modules"}; !reflect.DeepEqual(res.RebootFor, want) || !res.RebootRequired {
+				t.Errorf("result: reboot required %v for %q, want for %q", res.RebootRequired, res.RebootFor, want)
+			}
+		},
+	}, {
+		name: "the same kernel, initrd, modules and systemd need no reboot", old: &ok, new: ok, confirm: "client",
+		setup: func(h *harness, dir string) {
+			h.booted(filepath.Join(h.store, "old"))
+			h.bootLinks("old", "linux-6.6", "systemd-255")
+			h.bootLinks("new", "linux-6.6", "systemd-255")
+		},
+		want: evSuccess, status: agent.StatusDeployed,
+		activations: []string{"new test", "new boot"}, gens: []int{1, 2}, current: "new", bootDefault: "new",
 	}}
 
 	for _, tc := range tests {
@@ -268,6 +328,7 @@ func TestRun(t *testing.T) {
 			if tc.setup != nil {
 				tc.setup(h, dir)
 			}
+			h.m.nixCalls = nil
 
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -321,13 +382,7 @@ func TestRun(t *testing.T) {
 			if done := evs[len(evs)-1]; done.Type != agent.EventDone || done.Status != tc.status || done.Result == nil {
 				t.Errorf("last event = %+v, want done with status %s and a result", done, tc.status)
 			}
-			if got := h.m.activated(); !reflect.DeepEqual(got, tc.activations) {
-				t.Errorf("activations = %q, want %q", got, tc.activations)
-			}
-			gens, current := h.generations()
-			if !reflect.DeepEqual(gens, tc.gens) || current != tc.current {
-				t.Errorf("profile: generations %v current %q, want %v %q", gens, current, tc.gens, tc.current)
-			}
+			h.checkMachine(t, tc.activations, tc.gens, tc.current, tc.bootDefault)
 			if !strings.Contains(res.Reason, tc.reason) {
 				t.Errorf("reason = %q, want it to mention %q", res.Reason, tc.reason)
 			}

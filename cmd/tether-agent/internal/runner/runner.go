@@ -2,12 +2,14 @@ package runner
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/tetherdeploy/tether/pkg/agent"
@@ -62,6 +64,12 @@ type Runner struct {
 	LockRetry time.Duration
 	// StartWait bounds how long `start` waits for the runner's first event.
 	StartWait time.Duration
+	// RebootPause is how long the runner lets followers read its
+	// `rebooting` before it reboots the machine.
+	RebootPause time.Duration
+	// ReconcileWait bounds how long `status` waits for the unfinished
+	// deploy it found to be ended before it reports anyway.
+	ReconcileWait time.Duration
 	// GoneGrace is how long `follow` lets a log without a `done` event sit
 	// after its runner released the lock before calling the runner gone.
 	GoneGrace time.Duration
@@ -106,6 +114,12 @@ func (r *Runner) withDefaults() *Runner {
 	}
 	if c.StartWait <= 0 {
 		c.StartWait = 10 * time.Second
+	}
+	if c.RebootPause <= 0 {
+		c.RebootPause = time.Second
+	}
+	if c.ReconcileWait <= 0 {
+		c.ReconcileWait = 30 * time.Second
 	}
 	if c.GoneGrace <= 0 {
 		c.GoneGrace = 2 * time.Second
@@ -158,7 +172,7 @@ func (r *Runner) Run(ctx context.Context, dir string) (agent.Result, error) {
 	res.DeployID, res.Who, res.Action = req.DeployID, req.Who, req.Action
 	res.ProfilePath, res.Closure = req.ProfilePath, req.Closure
 
-	lock, err := acquireLock(ctx, stateDir, agent.LockInfo{DeployID: req.DeployID, Who: req.Who, PID: os.Getpid(), Started: res.Started}, r.Clock, r.LockRetry)
+	lock, stale, err := lockMachine(ctx, stateDir, r.Clock, r.LockRetry)
 	if err != nil {
 		res.Status, res.Error = agent.StatusFailed, err.Error()
 		var held *agent.LockHeldError
@@ -171,11 +185,49 @@ func (r *Runner) Run(ctx context.Context, dir string) (agent.Result, error) {
 		}
 		return done()
 	}
-	log.emit(agent.Event{Type: agent.EventLocked, DeployID: req.DeployID, Who: req.Who, PID: os.Getpid()})
+	bootID := r.bootID()
+	log.emit(agent.Event{Type: agent.EventLocked, DeployID: req.DeployID, Who: req.Who, PID: os.Getpid(), BootID: bootID})
+	if stale != nil && stale.DeployID != req.DeployID {
+		// A deploy before this one did not finish (its runner died, or
+		// the machine lost power): end it first, so this one starts from
+		// a machine whose profile and boot default mean what they say.
+		if prior, suspended := r.reconcile(ctx, lock, stateDir, *stale, bootID, false); prior != nil {
+			why := prior.Reason
+			if prior.Error != "" {
+				why += suffix(": ", prior.Error)
+				why = strings.TrimPrefix(why, ": ")
+			}
+			log.emit(agent.Event{Type: agent.EventReconciled, DeployID: prior.DeployID, Status: prior.Status, Reason: why, Running: prior.Running})
+			if suspended {
+				lock.leave()
+				res.Status, res.Error = agent.StatusFailed, fmt.Sprintf("deploy %s, found unfinished, rebooted the machine to end it", prior.DeployID)
+				return done()
+			}
+		}
+	}
+	if err := lock.setHolder(agent.LockInfo{DeployID: req.DeployID, Who: req.Who, PID: os.Getpid(), Started: res.Started, BootID: bootID}); err != nil {
+		lock.release()
+		res.Status, res.Error = agent.StatusFailed, err.Error()
+		return done()
+	}
 
-	d := &deploy{r: r, log: log, dir: dir, req: req, res: &res}
+	d := &deploy{r: r, log: log, dir: dir, req: req, res: &res, tokenHash: sha256.Sum256([]byte(req.Token))}
 	res.Status = d.run(ctx)
+	if d.suspended {
+		// The machine is rebooting into the new system: lock.json and the
+		// deploy dir stay as they are, for the runner of the next contact.
+		lock.leave()
+		return res, nil
+	}
+	r.finish(dir, stateDir, log, &res)
+	// The lock goes before `done`: a deployer that saw `done` may start the
+	// next deploy at once and must not find the machine still locked.
+	lock.release()
+	return done()
+}
 
+// finish does what ends every deploy while its lock is still held.
+func (r *Runner) finish(dir, stateDir string, log *eventLog, res *agent.Result) {
 	// Nothing that could confirm a later deploy survives this one.
 	removeConfirm(dir)
 	if err := stripToken(dir); err != nil {
@@ -189,22 +241,25 @@ func (r *Runner) Run(ctx context.Context, dir string) (agent.Result, error) {
 	for _, err := range pruneDeployDirs(stateDir, dir, KeepDeploys) {
 		log.emit(agent.Event{Type: agent.EventWarning, Error: "remove an old deploy dir: " + err.Error()})
 	}
-	// The lock goes before `done`: a deployer that saw `done` may start the
-	// next deploy at once and must not find the machine still locked.
-	lock.release()
-	return done()
+}
+
+// bootID is the machine's boot ID: a random UUID Linux makes at each boot.
+// It is read under Root, so tests (and sandbox hosts, which mount their
+// own over it) can give a machine boots of its own. "" when unreadable.
+func (r *Runner) bootID() string {
+	b, err := readFileLimit(filepath.Join(r.Root, "proc/sys/kernel/random/boot_id"), 128)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // loadRequest reads D/request.json and takes the token out of it on disk at
 // once: from here on it lives only in this process.
 func (r *Runner) loadRequest(dir string, log *eventLog) (agent.Request, error) {
-	b, err := readFileLimit(filepath.Join(dir, requestFile), 1<<20)
+	req, err := readRequest(dir)
 	if err != nil {
-		return agent.Request{}, fmt.Errorf("read request: %w", err)
-	}
-	var req agent.Request
-	if err := json.Unmarshal(b, &req); err != nil {
-		return agent.Request{}, &agent.Error{Code: agent.CodeInvalidRequest, Msg: "read request", Err: err}
+		return agent.Request{}, err
 	}
 	if err := req.Validate(); err != nil {
 		return agent.Request{}, err
@@ -217,6 +272,30 @@ func (r *Runner) loadRequest(dir string, log *eventLog) (agent.Request, error) {
 	}
 	return req, nil
 }
+
+// readRequest reads D/request.json. A request whose token was already
+// taken out (by its runner, which holds it in memory) is otherwise checked
+// as if it still had one.
+func readRequest(dir string) (agent.Request, error) {
+	b, err := readFileLimit(filepath.Join(dir, requestFile), 1<<20)
+	if err != nil {
+		return agent.Request{}, fmt.Errorf("read request: %w", err)
+	}
+	var req agent.Request
+	if err := json.Unmarshal(b, &req); err != nil {
+		return agent.Request{}, &agent.Error{Code: agent.CodeInvalidRequest, Msg: "read request", Err: err}
+	}
+	v := req
+	if v.Token == "" {
+		v.Token = strings.Repeat("0", 64)
+	}
+	if err := v.Validate(); err != nil {
+		return agent.Request{}, err
+	}
+	return req, nil
+}
+
+func decodeJSON(b []byte, v any) error { return json.Unmarshal(b, v) }
 
 // stripToken rewrites D/request.json without its token.
 func stripToken(dir string) error {

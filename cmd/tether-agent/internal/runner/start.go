@@ -48,27 +48,14 @@ func (r *Runner) Start(ctx context.Context, req agent.Request, mode agent.Detach
 		return agent.StartResult{}, fmt.Errorf("create event log: %w", err)
 	}
 
-	if mode == "" || mode == agent.DetachAuto {
-		mode = agent.DetachSetsid
-		if r.HasSystemd() {
-			mode = agent.DetachSystemd
-		}
+	argv := []string{r.Executable, "run", "--dir", dir}
+	mode, err := r.launch(ctx, argv, UnitName(req.DeployID), filepath.Join(dir, agentLog), mode)
+	if err != nil {
+		return agent.StartResult{}, err
 	}
 	res := agent.StartResult{OK: true, DeployID: req.DeployID, Dir: dir, Detach: mode}
-	argv := []string{r.Executable, "run", "--dir", dir}
-	env := runnerEnv(r.Env, mode == agent.DetachSystemd)
-	switch mode {
-	case agent.DetachSystemd:
+	if mode == agent.DetachSystemd {
 		res.Unit = UnitName(req.DeployID)
-		if err := r.systemdRun(ctx, res.Unit, argv, env); err != nil {
-			return agent.StartResult{}, err
-		}
-	case agent.DetachSetsid:
-		if err := r.Spawn(ctx, argv, env, filepath.Join(dir, agentLog)); err != nil {
-			return agent.StartResult{}, fmt.Errorf("start runner: %w", err)
-		}
-	default:
-		return agent.StartResult{}, &agent.Error{Code: agent.CodeUsage, Msg: fmt.Sprintf("detach mode %q: want auto, systemd or setsid", mode)}
 	}
 
 	first, err := r.firstEvent(ctx, dir)
@@ -99,6 +86,30 @@ func codeOf(e agent.Event) agent.ErrorCode {
 		return agent.CodeInvalidRequest
 	}
 	return agent.CodeInternal
+}
+
+// launch starts argv detached from the caller's session: as the transient
+// systemd unit unit where systemd runs the machine (or mode says so), else
+// in a session of its own by a double fork, its output appended to
+// logPath. It returns the mode it used.
+func (r *Runner) launch(ctx context.Context, argv []string, unit, logPath string, mode agent.Detach) (agent.Detach, error) {
+	if mode == "" || mode == agent.DetachAuto {
+		mode = agent.DetachSetsid
+		if r.HasSystemd() {
+			mode = agent.DetachSystemd
+		}
+	}
+	env := runnerEnv(r.Env, mode == agent.DetachSystemd)
+	switch mode {
+	case agent.DetachSystemd:
+		return mode, r.systemdRun(ctx, unit, argv, env)
+	case agent.DetachSetsid:
+		if err := r.Spawn(ctx, argv, env, logPath); err != nil {
+			return mode, fmt.Errorf("start runner: %w", err)
+		}
+		return mode, nil
+	}
+	return mode, &agent.Error{Code: agent.CodeUsage, Msg: fmt.Sprintf("detach mode %q: want auto, systemd or setsid", mode)}
 }
 
 // systemdRun starts the runner as a transient service: it is then systemd's

@@ -23,6 +23,15 @@ func (r *Runner) Status(ctx context.Context, profile string) (agent.StatusReport
 		return agent.StatusReport{}, &agent.Error{Code: agent.CodeUsage, Msg: err.Error()}
 	}
 	rep := agent.StatusReport{Profile: profile, Generations: []agent.Generation{}}
+	stateErr := checkPrivateDir(r.StateDir, r.TrustedOwners)
+	if stateErr == nil {
+		// A deploy left unfinished (its runner died, or the machine lost
+		// power) is ended first, so what is reported is what holds.
+		if err := r.reconcileUnfinished(ctx); err != nil {
+			rep.Warning = err.Error()
+		}
+	}
+	rep.BootID = r.bootID()
 	rep.CurrentSystem, _ = readLink(r.currentSystemLink())
 	rep.BootedSystem, _ = readLink(r.bootedSystemLink())
 	st, err := readProfile(profile)
@@ -37,7 +46,7 @@ func (r *Runner) Status(ctx context.Context, profile string) (agent.StatusReport
 	if gens != nil {
 		rep.Generations = gens
 	}
-	if err := checkPrivateDir(r.StateDir, r.TrustedOwners); err != nil {
+	if err := stateErr; err != nil {
 		if agent.Code(err) != agent.CodeNotFound { // not found: no deploy ever ran here
 			rep.Warning = err.Error()
 		}
@@ -58,6 +67,33 @@ func (r *Runner) Status(ctx context.Context, profile string) (agent.StatusReport
 		}
 	}
 	return rep, nil
+}
+
+// reconcileUnfinished starts a runner for the unfinished deploy of the
+// state dir, if there is one, and waits up to ReconcileWait for it to end.
+func (r *Runner) reconcileUnfinished(ctx context.Context) error {
+	st := unfinished(r.StateDir)
+	if st == nil {
+		return nil
+	}
+	if err := r.startReconcile(ctx, r.StateDir, "", st.DeployID); err != nil {
+		return fmt.Errorf("deploy %s did not finish, and ending it failed: %w", st.DeployID, err)
+	}
+	deadline := r.Clock.After(r.ReconcileWait)
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return fmt.Errorf("deploy %s did not finish; a runner is ending it (see %s)", st.DeployID, r.DeployDir(st.DeployID))
+		case <-r.Clock.After(r.PollInterval):
+		}
+		if holder, err := probeLock(r.StateDir); err == nil && holder == nil {
+			if unfinished(r.StateDir) == nil {
+				return nil
+			}
+		}
+	}
 }
 
 // Generation is `tether-agent generation`: generation n of profile, for a
