@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -59,6 +60,13 @@ type sandbox struct {
 // startSandbox starts sandbox hosts and writes a fixture flake whose
 // deploy.nodes reach them; ballast sizes are per host.
 func (b *bench) startSandbox(ctx context.Context, topo testhost.Topology, ballast map[string]int64) (*sandbox, error) {
+	return b.startSandboxWith(ctx, topo, func(c *fixture.Config) { c.Ballast = ballast })
+}
+
+// startSandboxWith is startSandbox with the fixture's configuration (its
+// hosts' deploy.nodes settings, ballast) tuned by tune before it is
+// written.
+func (b *bench) startSandboxWith(ctx context.Context, topo testhost.Topology, tune func(*fixture.Config)) (*sandbox, error) {
 	b.logf("starting sandbox hosts (%s)", topo)
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -78,7 +86,11 @@ func (b *bench) startSandbox(ctx context.Context, topo testhost.Topology, ballas
 	}
 	b.seq++
 	s.dir = filepath.Join(b.work, fmt.Sprintf("fleet-%d", b.seq))
-	s.ref, err = fixture.Config{Hosts: hosts, Ballast: ballast}.Prepare(s.dir)
+	conf := fixture.Config{Hosts: hosts}
+	if tune != nil {
+		tune(&conf)
+	}
+	s.ref, err = conf.Prepare(s.dir)
 	if err != nil {
 		s.close()
 		return nil, err
@@ -145,6 +157,50 @@ type tetherRun struct {
 	mem      memPeaks
 	sampled  bool
 	reportOK bool // a report was written and every node is on its new system
+	// lines are tether's stderr lines (its progress log), each stamped
+	// with when it arrived: the run's timeline.
+	lines []stampedLine
+}
+
+// stampedLine is a line tether wrote to stderr, and when, counted from
+// the start of the process.
+type stampedLine struct {
+	at   time.Duration
+	text string
+}
+
+// at is when the first line starting with prefix arrived.
+func (r *tetherRun) at(prefix string) (time.Duration, bool) {
+	for _, l := range r.lines {
+		if strings.HasPrefix(l.text, prefix) {
+			return l.at, true
+		}
+	}
+	return 0, false
+}
+
+// lineStamper splits what is written to it into lines and stamps each
+// with the time its end arrived.
+type lineStamper struct {
+	start   time.Time
+	mu      sync.Mutex
+	partial []byte
+	lines   []stampedLine
+}
+
+func (l *lineStamper) Write(p []byte) (int, error) {
+	now := time.Since(l.start)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.partial = append(l.partial, p...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		l.lines = append(l.lines, stampedLine{at: now, text: string(l.partial[:i])})
+		l.partial = l.partial[i+1:]
+	}
 }
 
 func (r *tetherRun) String() string {
@@ -184,14 +240,16 @@ func (s *sandbox) tether(ctx context.Context, o runOpts, command string, args ..
 	cmd.Env = s.b.env
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	stamps := &lineStamper{}
+	cmd.Stdout, cmd.Stderr = &stdout, io.MultiWriter(&stderr, stamps)
 	if s.b.verbose {
 		cmd.Stdout = io.MultiWriter(&stdout, s.b.log)
-		cmd.Stderr = io.MultiWriter(&stderr, s.b.log)
+		cmd.Stderr = io.MultiWriter(&stderr, stamps, s.b.log)
 		s.b.logf("$ tether %s", strings.Join(r.args, " "))
 	}
 	busy0 := cpuBusy()
 	r.started = time.Now()
+	stamps.start = r.started
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -206,6 +264,9 @@ func (s *sandbox) tether(ctx context.Context, o runOpts, command string, args ..
 		r.mem, r.sampled = smp.finish(), true
 	}
 	r.stdout, r.stderr = stdout.String(), stderr.String()
+	stamps.mu.Lock()
+	r.lines = stamps.lines
+	stamps.mu.Unlock()
 	if cmd.ProcessState == nil {
 		return nil, fmt.Errorf("tether %s: %w", strings.Join(r.args, " "), err)
 	}

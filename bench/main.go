@@ -49,6 +49,7 @@ var scenarios = []scenario{
 	{"memory", "5. Peak memory, small vs large closure", benchMemory},
 	{"plan", "6. Plan vs deploy of the fixture fleet", benchPlan},
 	{"compress", "7. zstd on the wire: real machine code through a home-like tunnel", benchCompress},
+	{"lan", "8. One node on a fast LAN: tether against a hand-made copy and switch", benchLAN},
 }
 
 func main() {

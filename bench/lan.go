@@ -1,0 +1,257 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tetherdeploy/tether/internal/fixture"
+	"github.com/tetherdeploy/tether/internal/testhost"
+)
+
+// lanHost is the node of the LAN benchmark.
+const lanHost = "h01"
+
+// benchLAN updates one node over an unshaped link, where the link no
+// longer hides tether's fixed costs, and compares it with the same copy
+// and switch typed by hand. Rounds alternate tether and the hand-made
+// commands on the same host, which is put back before each side runs:
+// running v1, with no path of v2's closure that v1 lacks.
+func benchLAN(ctx context.Context, b *bench) (*section, error) {
+	rounds := pick(b, 5, 2)
+	const ballast = 30 << 20
+	s, err := b.startSandboxWith(ctx, testhost.Direct(1), func(c *fixture.Config) {
+		fast := true
+		hc := c.Hosts[lanHost]
+		hc.FastConnection = &fast
+		c.Hosts[lanHost] = hc
+		c.Ballast = map[string]int64{lanHost: ballast}
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	b.dropLater(ctx, s, []string{lanHost}, fixture.V1, fixture.V2)
+	if _, err := s.prebuild(ctx, []string{lanHost}, fixture.V1, fixture.V2); err != nil {
+		return nil, err
+	}
+	h := s.fleet.Host(lanHost)
+	v1, err := s.outPath(ctx, fixture.ProfileAttr(lanHost, fixture.V1))
+	if err != nil {
+		return nil, err
+	}
+	v2, err := s.outPath(ctx, fixture.ProfileAttr(lanHost, fixture.V2))
+	if err != nil {
+		return nil, err
+	}
+	fresh, err := b.closureDiff(ctx, v2, v1)
+	if err != nil {
+		return nil, err
+	}
+	// The node has run tether before: its agent is installed.
+	if _, err := s.deploy(ctx, runOpts{}, lanHost); err != nil {
+		return nil, err
+	}
+	hand, err := s.byHand(h)
+	if err != nil {
+		return nil, err
+	}
+
+	var tethers []*tetherRun
+	var hands []sideRun
+	for round := 1; round <= rounds; round++ {
+		b.logf("lan: round %d/%d, tether", round, rounds)
+		if err := resetHost(ctx, h, v1, fresh); err != nil {
+			return nil, err
+		}
+		if err := s.setVariant(fixture.V2, lanHost); err != nil {
+			return nil, err
+		}
+		r, err := s.deploy(ctx, runOpts{}, lanHost)
+		if err != nil {
+			return nil, err
+		}
+		if err := expectVariant(h, fixture.V2, v2); err != nil {
+			return nil, err
+		}
+		tethers = append(tethers, r)
+		if b.verbose {
+			for _, l := range r.lines {
+				b.logf("lan: %6d ms  %s", l.at.Milliseconds(), l.text)
+			}
+		}
+
+		b.logf("lan: round %d/%d, by hand", round, rounds)
+		if err := resetHost(ctx, h, v1, fresh); err != nil {
+			return nil, err
+		}
+		var hr sideRun
+		if hr.copy, err = hand.copy(ctx, v2); err != nil {
+			return nil, err
+		}
+		if hr.set, hr.activate, err = hand.switchTo(ctx, v2); err != nil {
+			return nil, err
+		}
+		hr.total = hr.copy + hr.set + hr.activate
+		if err := expectVariant(h, fixture.V2, v2); err != nil {
+			return nil, err
+		}
+		hands = append(hands, hr)
+	}
+
+	header := []string{"update v1 → v2 of " + lanHost}
+	for i := 1; i <= rounds; i++ {
+		header = append(header, fmt.Sprintf("run %d", i))
+	}
+	t := &table{header: append(header, "median")}
+	row := func(name string, ds []time.Duration) time.Duration {
+		cells := []string{name}
+		for _, d := range ds {
+			cells = append(cells, secs(d))
+		}
+		t.add(append(cells, secs(median(ds)))...)
+		return median(ds)
+	}
+	each := func(get func(sideRun) time.Duration) []time.Duration {
+		var out []time.Duration
+		for _, r := range hands {
+			out = append(out, get(r))
+		}
+		return out
+	}
+	var walls []time.Duration
+	for _, r := range tethers {
+		walls = append(walls, r.wall)
+	}
+	tm := row("tether deploy "+lanHost+" (wall, evaluation to confirmation)", walls)
+	row("by hand: nix copy --to ssh://", each(func(r sideRun) time.Duration { return r.copy }))
+	row("by hand: ssh nix-env --set", each(func(r sideRun) time.Duration { return r.set }))
+	row("by hand: ssh switch-to-configuration switch", each(func(r sideRun) time.Duration { return r.activate }))
+	hm := row("by hand: the three", each(func(r sideRun) time.Duration { return r.total }))
+	cells := make([]string, rounds+2)
+	cells[0], cells[rounds+1] = "tether / by hand", ratio(tm, hm)
+	t.add(cells...)
+
+	tl := timelineTable(tethers, lanHost)
+	size, _ := b.closureSize(ctx, v2)
+	return &section{
+		setup: fmt.Sprintf("One direct sandbox host (%s, its own veth from the runner, no shaping), marked fastConnection (no compression, no substitution). "+
+			"Each round updates it from v1 to v2, whose closure (%s) holds a new %s incompressible package, once with tether and once by hand, "+
+			"the host put back on v1 with v2's new paths deleted before each; %d rounds, median. The agent is installed (the node was deployed once before). "+
+			"tether: `tether deploy %s` with magic rollback, from the flake evaluation to the confirmation over a fresh connection. "+
+			"By hand, with the OpenSSH client: `nix copy --to ssh://root@… <v2>`, `ssh … nix-env -p %s --set <v2>`, `ssh … <v2>/bin/switch-to-configuration switch` "+
+			"(no evaluation: the path is known).",
+			lanHost, bytesIEC(size), bytesIEC(ballast), rounds, lanHost, profilePath),
+		tables: []*table{t, tl},
+		goals: []string{fmt.Sprintf("tether ≤ 1.2× by hand: %s — %s", ratio(tm, hm), verdict(tm*10 <= hm*12))},
+		notes: []string{"The second table is tether's own timeline, from the lines of its progress log stamped as they arrived (median over the rounds): " +
+			"where its fixed costs go. A step shows when it ended; steps that run at the same time as others overlap."},
+	}, nil
+}
+
+// closureDiff lists the paths of a's closure that b's lacks, on the runner.
+func (b *bench) closureDiff(ctx context.Context, a, bPath string) ([]string, error) {
+	closure := func(p string) ([]string, error) {
+		out, err := b.nix(ctx, "nix-store", "--query", "--requisites", p)
+		return strings.Fields(string(out)), err
+	}
+	ca, err := closure(a)
+	if err != nil {
+		return nil, err
+	}
+	cb, err := closure(bPath)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, p := range ca {
+		if !slices.Contains(cb, p) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// resetHost puts a host back on system, with its other generations gone
+// and the given paths deleted from its store, so the next update copies
+// them again.
+func resetHost(ctx context.Context, h *testhost.Host, system string, drop []string) error {
+	const script = `set -e
+nix-env -p "$1" --set "$2"
+"$2"/bin/switch-to-configuration switch >/dev/null
+nix-env -p "$1" --delete-generations old >/dev/null 2>&1`
+	if _, err := h.Exec(ctx, "sh", "-c", script, "sh", profilePath, system); err != nil {
+		return fmt.Errorf("reset %s: %w", h.Name, err)
+	}
+	out, err := h.Exec(ctx, append([]string{"nix-store", "--check-validity", "--print-invalid"}, drop...)...)
+	if err != nil {
+		return fmt.Errorf("reset %s: %w", h.Name, err)
+	}
+	invalid := strings.Fields(string(out))
+	var present []string
+	for _, p := range drop {
+		if !slices.Contains(invalid, p) {
+			present = append(present, p)
+		}
+	}
+	if len(present) == 0 {
+		return nil
+	}
+	if _, err := h.Exec(ctx, append([]string{"nix-store", "--delete"}, present...)...); err != nil {
+		return fmt.Errorf("reset %s: %w", h.Name, err)
+	}
+	return nil
+}
+
+// step is a point of tether's timeline: the first progress line with its
+// prefix, and what the time up to it went to.
+type step struct {
+	prefix string
+	what   string
+}
+
+// timelineSteps are the lines a single-node deploy logs, in the order they
+// come, with what happened before each. {node} stands for the node's name.
+var timelineSteps = []step{
+	{"build: building", "start and evaluation of the flake (deploy.nodes → derivations)"},
+	{"[{node}] connect:", "connecting starts"},
+	{"[{node}] agent:", "SSH connection up (TCP, handshake, auth)"},
+	{"build: built", "build done: nothing to build, outputs checked"},
+	{"[{node}] copy:", "agent checked; closure and missing paths asked; first bytes sent"},
+	{"[{node}] copy: copied", "closure streamed and imported"},
+	{"[{node}] activate: activating", "agent started, its log followed, activation begins"},
+	{"[{node}] activate: activation finished", "switch-to-configuration ran"},
+	{"[{node}] confirm: waiting", "confirmation armed"},
+	{"[{node}] confirm: confirmed", "confirmed over a fresh connection"},
+	{"[{node}] done:", "the agent's run ended; result read"},
+}
+
+// timelineTable gives, for each step of the runs' timelines, when it came
+// (median) and how long after the step before it.
+func timelineTable(runs []*tetherRun, node string) *table {
+	t := &table{header: []string{"tether's timeline (progress log)", "at (median)", "since the step before", "what the time went to"}}
+	var prev time.Duration
+	for _, st := range timelineSteps {
+		prefix := strings.ReplaceAll(st.prefix, "{node}", node)
+		var ats []time.Duration
+		for _, r := range runs {
+			if at, ok := r.at(prefix); ok {
+				ats = append(ats, at)
+			}
+		}
+		if len(ats) == 0 {
+			continue
+		}
+		at := median(ats)
+		t.add("`"+prefix+"`", millis(at), millis(at-prev), st.what)
+		prev = at
+	}
+	var walls []time.Duration
+	for _, r := range runs {
+		walls = append(walls, r.wall)
+	}
+	t.add("process exit", millis(median(walls)), millis(median(walls)-prev), "summary and JSON report written")
+	return t
+}
