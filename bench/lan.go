@@ -215,11 +215,10 @@ type step struct {
 // timelineSteps are the lines a single-node deploy logs, in the order they
 // come, with what happened before each. {node} stands for the node's name.
 var timelineSteps = []step{
-	{"build: building", "start and evaluation of the flake (deploy.nodes → derivations)"},
-	{"[{node}] connect:", "connecting starts"},
+	{"[{node}] connect:", "process start, evaluation of the flake (deploy.nodes → derivations)"},
 	{"[{node}] agent:", "SSH connection up (TCP, handshake, auth)"},
-	{"build: built", "build done: nothing to build, outputs checked"},
-	{"[{node}] copy:", "agent checked; closure and missing paths asked; first bytes sent"},
+	{"[{node}] build: built", "outputs found valid and GC-rooted: nothing to build"},
+	{"[{node}] copying", "closure asked locally, missing paths on the node (the agent checked alongside); first bytes sent"},
 	{"[{node}] copy: copied", "closure streamed and imported"},
 	{"[{node}] activate: activating", "agent started, its log followed, activation begins"},
 	{"[{node}] activate: activation finished", "switch-to-configuration ran"},
