@@ -210,9 +210,8 @@ func (n *nodeRun) copyFromBuilder(ctx context.Context, target *remote.Client, ro
 	}
 	st.Present = len(paths) - len(missing)
 	if len(missing) > 0 && !n.node.Settings.FastConnection {
-		_ = dst.Substitute(ctx, missing)
 		before := len(missing)
-		if missing, err = dst.Missing(ctx, missing); err != nil {
+		if missing, st.CachesUnreachable, err = transfer.Substitute(ctx, dst, missing, 0); err != nil {
 			return st, "", err
 		}
 		st.Substituted = before - len(missing)

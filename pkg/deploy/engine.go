@@ -380,7 +380,11 @@ func (n *nodeRun) copyClosure(ctx context.Context) (Status, error) {
 		st, err = transfer.Copy(ctx, n.e.Nix, transfer.RemoteStore(n.clientOrNil(), nil), roots, topts)
 	}
 	n.res.Timings.Copy = Seconds(time.Since(copyStart))
-	n.res.Copied = CopyStats{Paths: st.Sent, Bytes: st.SentBytes, StreamBytes: st.StreamBytes, Present: st.Present, Substituted: st.Substituted}
+	n.res.Copied = CopyStats{Paths: st.Sent, Bytes: st.SentBytes, StreamBytes: st.StreamBytes, Present: st.Present,
+		Substituted: st.Substituted, CachesUnreachable: st.CachesUnreachable}
+	if st.CachesUnreachable != "" {
+		n.emit(PhaseCopy, fmt.Sprintf("the node's binary caches could not be used (%s): the paths were sent instead", st.CachesUnreachable))
+	}
 	if err != nil {
 		return StatusFailed, fmt.Errorf("copy closure: %w", err)
 	}

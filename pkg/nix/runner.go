@@ -62,6 +62,11 @@ func (r *Runner) storeArgv(args ...string) []string {
 
 // run runs argv, streaming stderr to Log; failures become *CmdError.
 func (r *Runner) run(ctx context.Context, argv []string, stdin io.Reader, stdout io.Writer) error {
+	return r.runWith(ctx, argv, stdin, stdout, nil)
+}
+
+// runWith is run with stderr also going to stderr, when not nil.
+func (r *Runner) runWith(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	exe := r.Exec
 	if exe == nil {
 		exe = Local{}
@@ -70,11 +75,14 @@ func (r *Runner) run(ctx context.Context, argv []string, stdin io.Reader, stdout
 		stdout = io.Discard
 	}
 	tail := &tailWriter{}
-	var stderr io.Writer = tail
+	errs := []io.Writer{tail}
 	if r.Log != nil {
-		stderr = io.MultiWriter(tail, r.Log)
+		errs = append(errs, r.Log)
 	}
-	err := exe.Run(ctx, argv, stdin, stdout, stderr)
+	if stderr != nil {
+		errs = append(errs, stderr)
+	}
+	err := exe.Run(ctx, argv, stdin, stdout, io.MultiWriter(errs...))
 	if err == nil {
 		return nil
 	}
