@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -59,8 +61,9 @@ func benchLAN(ctx context.Context, b *bench) (*section, error) {
 		return nil, err
 	}
 
-	var tethers []*tetherRun
+	var tethers, subst []*tetherRun
 	var hands []sideRun
+	var nixDefault []time.Duration
 	for round := 1; round <= rounds; round++ {
 		b.logf("lan: round %d/%d, tether", round, rounds)
 		if err := resetHost(ctx, h, v1, fresh); err != nil {
@@ -99,6 +102,20 @@ func benchLAN(ctx context.Context, b *bench) (*section, error) {
 			return nil, err
 		}
 		hands = append(hands, hr)
+
+		b.logf("lan: round %d/%d, tether with substitution on and no cache reachable", round, rounds)
+		if err := resetHost(ctx, h, v1, fresh); err != nil {
+			return nil, err
+		}
+		r, d, err := s.deployUnreachableCache(ctx, h, fresh)
+		if err != nil {
+			return nil, err
+		}
+		if err := expectVariant(h, fixture.V2, v2); err != nil {
+			return nil, err
+		}
+		subst = append(subst, r)
+		nixDefault = append(nixDefault, d)
 	}
 
 	header := []string{"update v1 → v2 of " + lanHost}
@@ -133,6 +150,22 @@ func benchLAN(ctx context.Context, b *bench) (*section, error) {
 	cells := make([]string, rounds+2)
 	cells[0], cells[rounds+1] = "tether / by hand", ratio(tm, hm)
 	t.add(cells...)
+	copyOf := func(runs []*tetherRun) []time.Duration {
+		var out []time.Duration
+		for _, r := range runs {
+			res, _ := r.result(lanHost)
+			out = append(out, time.Duration(res.Timings.Copy))
+		}
+		return out
+	}
+	fastCopy := row("tether's copy (fastConnection: nothing asked of caches)", copyOf(tethers))
+	var swalls []time.Duration
+	for _, r := range subst {
+		swalls = append(swalls, r.wall)
+	}
+	row("tether deploy "+lanHost+", substitution on, no cache reachable (wall)", swalls)
+	substCopy := row("  ↳ its copy", copyOf(subst))
+	nd := row("  nix's defaults: nix-store --realise of the missing paths on the node, same caches", nixDefault)
 
 	tl := timelineTable(tethers, lanHost)
 	size, _ := b.closureSize(ctx, v2)
@@ -145,10 +178,48 @@ func benchLAN(ctx context.Context, b *bench) (*section, error) {
 			"(no evaluation: the path is known).",
 			lanHost, bytesIEC(size), bytesIEC(ballast), rounds, lanHost, profilePath),
 		tables: []*table{t, tl},
-		goals: []string{fmt.Sprintf("tether ≤ 1.2× by hand: %s — %s", ratio(tm, hm), verdict(tm*10 <= hm*12))},
-		notes: []string{"The second table is tether's own timeline, from the lines of its progress log stamped as they arrived (median over the rounds): " +
+		goals: []string{
+			fmt.Sprintf("tether ≤ 1.2× by hand: %s — %s", ratio(tm, hm), verdict(tm*10 <= hm*12)),
+			fmt.Sprintf("no binary cache reachable from the node costs ≤ ~1 s a deploy: its copy took %s more than with substitution off (nix's own retries: %s) — %s",
+				secs(substCopy-fastCopy), secs(nd), verdict(substCopy-fastCopy <= 1200*time.Millisecond)),
+		},
+		notes: []string{"No cache reachable: the node's nix.conf names one substituter, http://10.99.0.1, which the node has no route to (a home LAN whose DNS or uplink is down, an air-gapped network); " +
+			"the node is not marked fastConnection (tether.toml), and `--compress off` keeps the copy comparable. tether asks the caches once with one bounded attempt, then sends.",
+			"The second table is tether's own timeline, from the lines of its progress log stamped as they arrived (median over the rounds): " +
 			"where its fixed costs go. A step shows when it ended; steps that run at the same time as others overlap."},
 	}, nil
+}
+
+// deployUnreachableCache deploys the LAN host with substitution on and a
+// binary cache the host has no route to, and returns the run and what
+// nix's own settings cost for the same paths on the host, measured first.
+func (s *sandbox) deployUnreachableCache(ctx context.Context, h *testhost.Host, fresh []string) (*tetherRun, time.Duration, error) {
+	conf := filepath.Join(h.Dir, "etc", "nix", "nix.conf")
+	base, err := os.ReadFile(conf)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer os.WriteFile(conf, base, 0o644)
+	if err := os.WriteFile(conf, append(slices.Clone(base), "substituters = http://10.99.0.1\n"...), 0o644); err != nil {
+		return nil, 0, err
+	}
+	toml := filepath.Join(s.dir, "tether.toml")
+	if err := os.WriteFile(toml, []byte("[nodes."+lanHost+"]\nfast_connection = false\n"), 0o644); err != nil {
+		return nil, 0, err
+	}
+	defer os.Remove(toml)
+	start := time.Now()
+	// Fails: no cache has them. The time is the point.
+	h.Exec(ctx, append([]string{"nix-store", "--realise", "--ignore-unknown"}, fresh...)...)
+	nixDefault := time.Since(start)
+	r, err := s.deploy(ctx, runOpts{}, "--compress", "off", lanHost)
+	if err != nil {
+		return nil, 0, err
+	}
+	if res, _ := r.result(lanHost); res.Copied.CachesUnreachable == "" || !strings.Contains(r.stderr, "binary caches could not be used") {
+		return nil, 0, fmt.Errorf("the deploy did not say the node's caches were unreachable: %s", r)
+	}
+	return r, nixDefault, nil
 }
 
 // closureDiff lists the paths of a's closure that b's lacks, on the runner.
