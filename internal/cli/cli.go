@@ -105,6 +105,8 @@ func (c *command) newApp() *ucli.App {
 			c.statusCommand(),
 			c.actionCommand(),
 			versionCommand(),
+			c.completionCommand(),
+			c.completeCommand(),
 		},
 	}
 	for _, cmd := range a.Commands {
