@@ -186,7 +186,7 @@ func benchLAN(ctx context.Context, b *bench) (*section, error) {
 		notes: []string{"No cache reachable: the node's nix.conf names one substituter, http://10.99.0.1, which the node has no route to (a home LAN whose DNS or uplink is down, an air-gapped network); " +
 			"the node is not marked fastConnection (tether.toml), and `--compress off` keeps the copy comparable. tether asks the caches once with one bounded attempt, then sends.",
 			"The second table is tether's own timeline, from the lines of its progress log stamped as they arrived (median over the rounds): " +
-			"where its fixed costs go. A step shows when it ended; steps that run at the same time as others overlap."},
+				"where its fixed costs go. A step shows when it ended; steps that run at the same time as others overlap."},
 	}, nil
 }
 
