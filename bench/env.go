@@ -131,8 +131,13 @@ func (s *sandbox) prebuild(ctx context.Context, hosts []string, variants ...stri
 
 // nix runs a nix command on the runner with the offline environment.
 func (b *bench) nix(ctx context.Context, name string, args ...string) ([]byte, error) {
+	return b.nixEnv(ctx, b.env, name, args...)
+}
+
+// nixEnv runs a nix command on the runner with the environment env.
+func (b *bench) nixEnv(ctx context.Context, env []string, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = b.env
+	cmd.Env = env
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -225,6 +230,22 @@ type runOpts struct {
 	// memHost, when set, turns on memory sampling: the deployer on the
 	// runner and the agent on this host.
 	memHost *testhost.Host
+	// env, when set, replaces the bench's environment for tether.
+	env []string
+}
+
+// withNixConfig is env with extra lines added to NIX_CONFIG.
+func withNixConfig(env []string, extra string) []string {
+	out := make([]string, 0, len(env)+1)
+	conf := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "NIX_CONFIG="); ok {
+			conf = v
+			continue
+		}
+		out = append(out, kv)
+	}
+	return append(out, "NIX_CONFIG="+strings.TrimSuffix(conf, "\n")+"\n"+extra)
 }
 
 // tether runs `tether <command> --flake … <args>` against the sandbox and
@@ -238,6 +259,9 @@ func (s *sandbox) tether(ctx context.Context, o runOpts, command string, args ..
 	r := &tetherRun{args: append([]string{command}, args...)}
 	cmd := exec.CommandContext(ctx, s.b.bins.Tether, full...)
 	cmd.Env = s.b.env
+	if o.env != nil {
+		cmd.Env = o.env
+	}
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	stamps := &lineStamper{}

@@ -66,7 +66,7 @@ func benchLAN(ctx context.Context, b *bench) (*section, error) {
 	var nixDefault []time.Duration
 	for round := 1; round <= rounds; round++ {
 		b.logf("lan: round %d/%d, tether", round, rounds)
-		if err := resetHost(ctx, h, v1, fresh); err != nil {
+		if err := resetHost(ctx, h, v1); err != nil {
 			return nil, err
 		}
 		if err := s.setVariant(fixture.V2, lanHost); err != nil {
@@ -87,7 +87,7 @@ func benchLAN(ctx context.Context, b *bench) (*section, error) {
 		}
 
 		b.logf("lan: round %d/%d, by hand", round, rounds)
-		if err := resetHost(ctx, h, v1, fresh); err != nil {
+		if err := resetHost(ctx, h, v1); err != nil {
 			return nil, err
 		}
 		var hr sideRun
@@ -104,7 +104,7 @@ func benchLAN(ctx context.Context, b *bench) (*section, error) {
 		hands = append(hands, hr)
 
 		b.logf("lan: round %d/%d, tether with substitution on and no cache reachable", round, rounds)
-		if err := resetHost(ctx, h, v1, fresh); err != nil {
+		if err := resetHost(ctx, h, v1); err != nil {
 			return nil, err
 		}
 		r, d, err := s.deployUnreachableCache(ctx, h, fresh)
@@ -245,32 +245,16 @@ func (b *bench) closureDiff(ctx context.Context, a, bPath string) ([]string, err
 	return out, nil
 }
 
-// resetHost puts a host back on system, with its other generations gone
-// and the given paths deleted from its store, so the next update copies
-// them again.
-func resetHost(ctx context.Context, h *testhost.Host, system string, drop []string) error {
+// resetHost puts a host back on system, with its other generations and
+// everything they alone held collected, so the next update copies it
+// again.
+func resetHost(ctx context.Context, h *testhost.Host, system string) error {
 	const script = `set -e
 nix-env -p "$1" --set "$2"
 "$2"/bin/switch-to-configuration switch >/dev/null
-nix-env -p "$1" --delete-generations old >/dev/null 2>&1`
+nix-env -p "$1" --delete-generations old >/dev/null 2>&1
+nix-store --gc >/dev/null 2>&1`
 	if _, err := h.Exec(ctx, "sh", "-c", script, "sh", profilePath, system); err != nil {
-		return fmt.Errorf("reset %s: %w", h.Name, err)
-	}
-	out, err := h.Exec(ctx, append([]string{"nix-store", "--check-validity", "--print-invalid"}, drop...)...)
-	if err != nil {
-		return fmt.Errorf("reset %s: %w", h.Name, err)
-	}
-	invalid := strings.Fields(string(out))
-	var present []string
-	for _, p := range drop {
-		if !slices.Contains(invalid, p) {
-			present = append(present, p)
-		}
-	}
-	if len(present) == 0 {
-		return nil
-	}
-	if _, err := h.Exec(ctx, append([]string{"nix-store", "--delete"}, present...)...); err != nil {
 		return fmt.Errorf("reset %s: %w", h.Name, err)
 	}
 	return nil

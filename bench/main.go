@@ -50,6 +50,7 @@ var scenarios = []scenario{
 	{"plan", "6. Plan vs deploy of the fixture fleet", benchPlan},
 	{"compress", "7. zstd on the wire: real machine code through a home-like tunnel", benchCompress},
 	{"lan", "8. One node on a fast LAN: tether against a hand-made copy and switch", benchLAN},
+	{"uneven", "9. A fleet whose nodes take different times to build: copies while building", benchUneven},
 }
 
 func main() {
