@@ -184,6 +184,16 @@ func (r *tetherRun) at(prefix string) (time.Duration, bool) {
 	return 0, false
 }
 
+// showTimeline logs, with -v, a run's progress lines and when each came.
+func (b *bench) showTimeline(scenario string, r *tetherRun) {
+	if !b.verbose {
+		return
+	}
+	for _, l := range r.lines {
+		b.logf("%s: %6d ms  %s", scenario, l.at.Milliseconds(), l.text)
+	}
+}
+
 // lineStamper splits what is written to it into lines and stamps each
 // with the time its end arrived.
 type lineStamper struct {
@@ -232,20 +242,6 @@ type runOpts struct {
 	memHost *testhost.Host
 	// env, when set, replaces the bench's environment for tether.
 	env []string
-}
-
-// withNixConfig is env with extra lines added to NIX_CONFIG.
-func withNixConfig(env []string, extra string) []string {
-	out := make([]string, 0, len(env)+1)
-	conf := ""
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "NIX_CONFIG="); ok {
-			conf = v
-			continue
-		}
-		out = append(out, kv)
-	}
-	return append(out, "NIX_CONFIG="+strings.TrimSuffix(conf, "\n")+"\n"+extra)
 }
 
 // tether runs `tether <command> --flake … <args>` against the sandbox and

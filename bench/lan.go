@@ -80,11 +80,7 @@ func benchLAN(ctx context.Context, b *bench) (*section, error) {
 			return nil, err
 		}
 		tethers = append(tethers, r)
-		if b.verbose {
-			for _, l := range r.lines {
-				b.logf("lan: %6d ms  %s", l.at.Milliseconds(), l.text)
-			}
-		}
+		b.showTimeline("lan", r)
 
 		b.logf("lan: round %d/%d, by hand", round, rounds)
 		if err := resetHost(ctx, h, v1); err != nil {
@@ -118,19 +114,8 @@ func benchLAN(ctx context.Context, b *bench) (*section, error) {
 		nixDefault = append(nixDefault, d)
 	}
 
-	header := []string{"update v1 → v2 of " + lanHost}
-	for i := 1; i <= rounds; i++ {
-		header = append(header, fmt.Sprintf("run %d", i))
-	}
-	t := &table{header: append(header, "median")}
-	row := func(name string, ds []time.Duration) time.Duration {
-		cells := []string{name}
-		for _, d := range ds {
-			cells = append(cells, secs(d))
-		}
-		t.add(append(cells, secs(median(ds)))...)
-		return median(ds)
-	}
+	t := newRoundsTable("update v1 → v2 of "+lanHost, rounds)
+	row := t.row
 	each := func(get func(sideRun) time.Duration) []time.Duration {
 		var out []time.Duration
 		for _, r := range hands {
@@ -147,9 +132,7 @@ func benchLAN(ctx context.Context, b *bench) (*section, error) {
 	row("by hand: ssh nix-env --set", each(func(r sideRun) time.Duration { return r.set }))
 	row("by hand: ssh switch-to-configuration switch", each(func(r sideRun) time.Duration { return r.activate }))
 	hm := row("by hand: the three", each(func(r sideRun) time.Duration { return r.total }))
-	cells := make([]string, rounds+2)
-	cells[0], cells[rounds+1] = "tether / by hand", ratio(tm, hm)
-	t.add(cells...)
+	t.summary("tether / by hand", ratio(tm, hm))
 	copyOf := func(runs []*tetherRun) []time.Duration {
 		var out []time.Duration
 		for _, r := range runs {
@@ -177,7 +160,7 @@ func benchLAN(ctx context.Context, b *bench) (*section, error) {
 			"By hand, with the OpenSSH client: `nix copy --to ssh://root@… <v2>`, `ssh … nix-env -p %s --set <v2>`, `ssh … <v2>/bin/switch-to-configuration switch` "+
 			"(no evaluation: the path is known).",
 			lanHost, bytesIEC(size), bytesIEC(ballast), rounds, lanHost, profilePath),
-		tables: []*table{t, tl},
+		tables: []*table{t.table, tl},
 		goals: []string{
 			fmt.Sprintf("tether ≤ 1.2× by hand: %s — %s", ratio(tm, hm), verdict(tm*10 <= hm*12)),
 			fmt.Sprintf("no binary cache reachable from the node costs ≤ ~1 s a deploy: its copy took %s more than with substitution off (nix's own retries: %s) — %s",

@@ -52,7 +52,7 @@ func benchUneven(ctx context.Context, b *bench) (*section, error) {
 	s.fleet.Relay.SetRate(homeRate)
 	s.fleet.Relay.SetLatency(homeLatency)
 	b.dropLater(ctx, s, hosts, fixture.V1, fixture.V2)
-	env := withNixConfig(b.env, fmt.Sprintf("max-jobs = %d", unevenJobs))
+	env := fixture.WithNixConfig(b.env, fmt.Sprintf("max-jobs = %d\n", unevenJobs))
 	// Every part of the systems but the slow builds is built once.
 	if _, err := s.prebuild(ctx, hosts, fixture.V1, fixture.V2); err != nil {
 		return nil, err
@@ -109,11 +109,7 @@ func benchUneven(ctx context.Context, b *bench) (*section, error) {
 			return nil, err
 		}
 		fleet = append(fleet, r)
-		if b.verbose {
-			for _, l := range r.lines {
-				b.logf("uneven: %6d ms  %s", l.at.Milliseconds(), l.text)
-			}
-		}
+		b.showTimeline("uneven", r)
 
 		b.logf("uneven: round %d/%d, building everything first", round, rounds)
 		if err := freshStart(0, hosts...); err != nil {
@@ -134,19 +130,8 @@ func benchUneven(ctx context.Context, b *bench) (*section, error) {
 		firstDeploys = append(firstDeploys, r.wall)
 	}
 
-	header := []string{"deploy v1 → v2"}
-	for i := 1; i <= rounds; i++ {
-		header = append(header, fmt.Sprintf("run %d", i))
-	}
-	t := &table{header: append(header, "median")}
-	row := func(name string, ds []time.Duration) time.Duration {
-		cells := []string{name}
-		for _, d := range ds {
-			cells = append(cells, secs(d))
-		}
-		t.add(append(cells, secs(median(ds)))...)
-		return median(ds)
-	}
+	t := newRoundsTable("deploy v1 → v2", rounds)
+	row := t.row
 	walls := func(runs []*tetherRun) []time.Duration {
 		var out []time.Duration
 		for _, r := range runs {
@@ -163,13 +148,8 @@ func benchUneven(ctx context.Context, b *bench) (*section, error) {
 	bm := row("the fleet, everything built first: nix build of the three, then tether deploy", sums)
 	row("  ↳ nix build", firstBuilds)
 	row("  ↳ tether deploy", firstDeploys)
-	ratioRow := func(name, r string) {
-		cells := make([]string, rounds+2)
-		cells[0], cells[rounds+1] = name, r
-		t.add(cells...)
-	}
-	ratioRow("fleet (copies while building) / "+slowest+" alone", ratio(fm, am))
-	ratioRow("fleet (everything built first) / "+slowest+" alone", ratio(bm, am))
+	t.summary("fleet (copies while building) / "+slowest+" alone", ratio(fm, am))
+	t.summary("fleet (everything built first) / "+slowest+" alone", ratio(bm, am))
 
 	steps := &table{header: []string{"the fleet's run: node (build)", "built at", "copied at", "activated and confirmed at"}}
 	for i, h := range hosts {
@@ -199,7 +179,7 @@ func benchUneven(ctx context.Context, b *bench) (*section, error) {
 			"Each run starts from the hosts on v1 without v2's paths; %d round(s), median. "+
 			"*Everything built first* is the order before copies while building: the builds of all nodes, then the copies; here a `nix build` of the three systems, then `tether deploy`, which finds them built.",
 			hosts[0], hosts[1], hosts[2], homeRate*8/1_000_000, homeLatency, joinInts(seconds, ", "), bytesIEC(ballast), unevenJobs, rounds),
-		tables: []*table{t, steps, builds},
+		tables: []*table{t.table, steps, builds},
 		goals: []string{fmt.Sprintf("the fleet within 10%% of its slowest node's build + copy + activation (that node deployed alone): %s — %s; everything built first: %s",
 			ratio(fm, am), verdict(fm*10 <= am*11), ratio(bm, am))},
 		notes: []string{"The third table is why tether builds a fleet in one nix process and watches each node's outputs become valid, " +
