@@ -150,6 +150,9 @@ func (e *Engine) Deploy(ctx context.Context, nodes []*fleet.Node, opts Options) 
 		closed := map[*builder]bool{}
 		for _, r := range runs {
 			r.conn.drop()
+			if r.agentDone != nil {
+				<-r.agentDone // a node stopped before its copy: the check ends with the connection
+			}
 			if r.builder != nil && !closed[r.builder] {
 				closed[r.builder] = true
 				r.builder.close(ctx)
