@@ -132,7 +132,22 @@ func benchLAN(ctx context.Context, b *bench) (*section, error) {
 	row("by hand: ssh nix-env --set", each(func(r sideRun) time.Duration { return r.set }))
 	row("by hand: ssh switch-to-configuration switch", each(func(r sideRun) time.Duration { return r.activate }))
 	hm := row("by hand: the three", each(func(r sideRun) time.Duration { return r.total }))
-	t.summary("tether / by hand", ratio(tm, hm))
+	t.summary("tether / by hand (medians)", ratio(tm, hm))
+	// Each round's tether run and hand-made run came one after the other,
+	// so the machine's load (shared with other work) weighs on both alike.
+	paired := []string{"tether / by hand, round by round"}
+	var ratios []float64
+	for i, r := range tethers {
+		q := float64(r.wall) / float64(hands[i].total)
+		ratios = append(ratios, q)
+		paired = append(paired, fmt.Sprintf("%.2f×", q))
+	}
+	slices.Sort(ratios)
+	pm := ratios[len(ratios)/2]
+	if len(ratios)%2 == 0 {
+		pm = (ratios[len(ratios)/2-1] + pm) / 2
+	}
+	t.add(append(paired, fmt.Sprintf("%.2f×", pm))...)
 	copyOf := func(runs []*tetherRun) []time.Duration {
 		var out []time.Duration
 		for _, r := range runs {
@@ -162,7 +177,7 @@ func benchLAN(ctx context.Context, b *bench) (*section, error) {
 			lanHost, bytesIEC(size), bytesIEC(ballast), rounds, lanHost, profilePath),
 		tables: []*table{t.table, tl},
 		goals: []string{
-			fmt.Sprintf("tether ≤ 1.2× by hand: %s — %s", ratio(tm, hm), verdict(tm*10 <= hm*12)),
+			fmt.Sprintf("tether ≤ 1.2× by hand: %.2f× (median of the rounds' ratios; %s of the medians) — %s", pm, ratio(tm, hm), verdict(pm <= 1.2)),
 			fmt.Sprintf("no binary cache reachable from the node costs ≤ ~1 s a deploy: its copy took %s more than with substitution off (nix's own retries: %s) — %s",
 				secs(substCopy-fastCopy), secs(nd), verdict(substCopy-fastCopy <= 1200*time.Millisecond)),
 		},
