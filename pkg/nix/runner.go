@@ -62,11 +62,6 @@ func (r *Runner) storeArgv(args ...string) []string {
 
 // run runs argv, streaming stderr to Log; failures become *CmdError.
 func (r *Runner) run(ctx context.Context, argv []string, stdin io.Reader, stdout io.Writer) error {
-	return r.runWith(ctx, argv, stdin, stdout, nil)
-}
-
-// runWith is run with stderr also going to stderr, when not nil.
-func (r *Runner) runWith(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	exe := r.Exec
 	if exe == nil {
 		exe = Local{}
@@ -75,14 +70,11 @@ func (r *Runner) runWith(ctx context.Context, argv []string, stdin io.Reader, st
 		stdout = io.Discard
 	}
 	tail := &tailWriter{}
-	errs := []io.Writer{tail}
+	var stderr io.Writer = tail
 	if r.Log != nil {
-		errs = append(errs, r.Log)
+		stderr = io.MultiWriter(tail, r.Log)
 	}
-	if stderr != nil {
-		errs = append(errs, stderr)
-	}
-	err := exe.Run(ctx, argv, stdin, stdout, io.MultiWriter(errs...))
+	err := exe.Run(ctx, argv, stdin, stdout, stderr)
 	if err == nil {
 		return nil
 	}

@@ -61,8 +61,11 @@ func (r *Runner) Substitutable(ctx context.Context, paths []string, limits Cache
 	var res Substitutable
 	for _, c := range chunks(dedupe(paths)) {
 		args := append([]string{"--realise", "--dry-run"}, limits.args()...)
+		// nix reports on stderr: a runner of its own keeps it, in place
+		// of the log.
 		var stderr strings.Builder
-		if err := r.runWith(ctx, r.storeArgv(append(args, c...)...), nil, nil, &limitedWriter{w: &stderr, n: 1 << 20}); err != nil {
+		probe := &Runner{Exec: r.Exec, Store: r.Store, Log: &limitedWriter{w: &stderr, n: 1 << 20}}
+		if err := probe.run(ctx, probe.storeArgv(append(args, c...)...), nil, nil); err != nil {
 			return res, fmt.Errorf("ask binary caches for %d paths: %w", len(c), err)
 		}
 		fetch, unreachable := parseDryRun(stderr.String())
