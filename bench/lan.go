@@ -266,7 +266,9 @@ type step struct {
 }
 
 // timelineSteps are the lines a single-node deploy logs, in the order they
-// come, with what happened before each. {node} stands for the node's name.
+// come, with what happened before each; a step whose line a run does not
+// log (the commit, before two-phase activation) is left out. {node} stands
+// for the node's name.
 var timelineSteps = []step{
 	{"[{node}] connect:", "process start, evaluation of the flake (deploy.nodes → derivations)"},
 	{"[{node}] agent:", "SSH connection up (TCP, handshake, auth)"},
@@ -277,6 +279,7 @@ var timelineSteps = []step{
 	{"[{node}] activate: activation finished", "switch-to-configuration ran"},
 	{"[{node}] confirm: waiting", "confirmation armed"},
 	{"[{node}] confirm: confirmed", "confirmed over a fresh connection"},
+	{"[{node}] confirm: committed", "two-phase activation's commit: profile set, boot default made"},
 	{"[{node}] done:", "the agent's run ended; result read"},
 }
 
