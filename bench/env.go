@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -61,6 +62,13 @@ type sandbox struct {
 // startSandbox starts sandbox hosts and writes a fixture flake whose
 // deploy.nodes reach them; ballast sizes are per host.
 func (b *bench) startSandbox(ctx context.Context, topo testhost.Topology, ballast map[string]int64) (*sandbox, error) {
+	return b.startSandboxWith(ctx, topo, func(c *fixture.Config) { c.Ballast = ballast })
+}
+
+// startSandboxWith is startSandbox with the fixture's configuration (its
+// hosts' deploy.nodes settings, ballast) tuned by tune before it is
+// written.
+func (b *bench) startSandboxWith(ctx context.Context, topo testhost.Topology, tune func(*fixture.Config)) (*sandbox, error) {
 	b.logf("starting sandbox hosts (%s)", topo)
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
@@ -80,7 +88,11 @@ func (b *bench) startSandbox(ctx context.Context, topo testhost.Topology, ballas
 	}
 	b.seq++
 	s.dir = filepath.Join(b.work, fmt.Sprintf("fleet-%d", b.seq))
-	s.ref, err = fixture.Config{Hosts: hosts, Ballast: ballast}.Prepare(s.dir)
+	conf := fixture.Config{Hosts: hosts}
+	if tune != nil {
+		tune(&conf)
+	}
+	s.ref, err = conf.Prepare(s.dir)
 	if err != nil {
 		s.close()
 		return nil, err
@@ -121,8 +133,13 @@ func (s *sandbox) prebuild(ctx context.Context, hosts []string, variants ...stri
 
 // nix runs a nix command on the runner with the offline environment.
 func (b *bench) nix(ctx context.Context, name string, args ...string) ([]byte, error) {
+	return b.nixEnv(ctx, b.env, name, args...)
+}
+
+// nixEnv runs a nix command on the runner with the environment env.
+func (b *bench) nixEnv(ctx context.Context, env []string, name string, args ...string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Env = b.env
+	cmd.Env = env
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -147,6 +164,60 @@ type tetherRun struct {
 	mem      memPeaks
 	sampled  bool
 	reportOK bool // a report was written and every node is on its new system
+	// lines are tether's stderr lines (its progress log), each stamped
+	// with when it arrived: the run's timeline.
+	lines []stampedLine
+}
+
+// stampedLine is a line tether wrote to stderr, and when, counted from
+// the start of the process.
+type stampedLine struct {
+	at   time.Duration
+	text string
+}
+
+// at is when the first line starting with prefix arrived.
+func (r *tetherRun) at(prefix string) (time.Duration, bool) {
+	for _, l := range r.lines {
+		if strings.HasPrefix(l.text, prefix) {
+			return l.at, true
+		}
+	}
+	return 0, false
+}
+
+// showTimeline logs, with -v, a run's progress lines and when each came.
+func (b *bench) showTimeline(scenario string, r *tetherRun) {
+	if !b.verbose {
+		return
+	}
+	for _, l := range r.lines {
+		b.logf("%s: %6d ms  %s", scenario, l.at.Milliseconds(), l.text)
+	}
+}
+
+// lineStamper splits what is written to it into lines and stamps each
+// with the time its end arrived.
+type lineStamper struct {
+	start   time.Time
+	mu      sync.Mutex
+	partial []byte
+	lines   []stampedLine
+}
+
+func (l *lineStamper) Write(p []byte) (int, error) {
+	now := time.Since(l.start)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.partial = append(l.partial, p...)
+	for {
+		i := bytes.IndexByte(l.partial, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		l.lines = append(l.lines, stampedLine{at: now, text: string(l.partial[:i])})
+		l.partial = l.partial[i+1:]
+	}
 }
 
 func (r *tetherRun) String() string {
@@ -171,6 +242,8 @@ type runOpts struct {
 	// memHost, when set, turns on memory sampling: the deployer on the
 	// runner and the agent on this host.
 	memHost *testhost.Host
+	// env, when set, replaces the bench's environment for tether.
+	env []string
 }
 
 // tether runs `tether <command> --flake … <args>` against the sandbox and
@@ -184,16 +257,21 @@ func (s *sandbox) tether(ctx context.Context, o runOpts, command string, args ..
 	r := &tetherRun{args: append([]string{command}, args...)}
 	cmd := exec.CommandContext(ctx, s.b.bins.Tether, full...)
 	cmd.Env = s.b.env
+	if o.env != nil {
+		cmd.Env = o.env
+	}
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	stamps := &lineStamper{}
+	cmd.Stdout, cmd.Stderr = &stdout, io.MultiWriter(&stderr, stamps)
 	if s.b.verbose {
 		cmd.Stdout = io.MultiWriter(&stdout, s.b.log)
-		cmd.Stderr = io.MultiWriter(&stderr, s.b.log)
+		cmd.Stderr = io.MultiWriter(&stderr, stamps, s.b.log)
 		s.b.logf("$ tether %s", strings.Join(r.args, " "))
 	}
 	busy0 := cpuBusy()
 	r.started = time.Now()
+	stamps.start = r.started
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -208,6 +286,9 @@ func (s *sandbox) tether(ctx context.Context, o runOpts, command string, args ..
 		r.mem, r.sampled = smp.finish(), true
 	}
 	r.stdout, r.stderr = stdout.String(), stderr.String()
+	stamps.mu.Lock()
+	r.lines = stamps.lines
+	stamps.mu.Unlock()
 	if cmd.ProcessState == nil {
 		return nil, fmt.Errorf("tether %s: %w", strings.Join(r.args, " "), err)
 	}

@@ -53,6 +53,8 @@ var scenarios = []scenario{
 	{"plan", "6. Plan vs deploy of the fixture fleet", benchPlan},
 	{"compress", "7. zstd on the wire: real machine code through a home-like tunnel", benchCompress},
 	{"powercut", "8. Two-phase activation: its cost, and a power cut while awaiting the confirmation", benchPowerCut},
+	{"lan", "9. One node on a fast LAN: tether against a hand-made copy and switch", benchLAN},
+	{"uneven", "10. A fleet whose nodes take different times to build: copies while building", benchUneven},
 }
 
 func main() {

@@ -6,15 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"strings"
 	"time"
 
 	"github.com/tetherdeploy/tether/internal/fixture"
 	"github.com/tetherdeploy/tether/internal/testhost"
-	"github.com/tetherdeploy/tether/pkg/remote"
 )
 
 // The home-like tunnel of the overhead benchmark: 20 Mbit/s each way and
@@ -193,24 +189,9 @@ func overheadByHand(ctx context.Context, b *bench) ([2]sideRun, error) {
 	}
 	defer s.close()
 	frame1 := s.fleet.Host(fixture.Frame1)
-	host, port, err := net.SplitHostPort(frame1.SSHAddr)
+	hand, err := s.byHand(frame1)
 	if err != nil {
 		return out, err
-	}
-	sshOpts := []string{"-F", "none", "-i", s.fleet.ClientKeyPath,
-		"-o", "UserKnownHostsFile=" + s.fleet.KnownHostsPath, "-o", "GlobalKnownHostsFile=/dev/null",
-		"-o", "StrictHostKeyChecking=yes", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-p", port}
-	dest := "root@" + host
-	ssh := func(argv ...string) (time.Duration, error) {
-		args := append(append([]string(nil), sshOpts...), dest, remote.Quote(argv))
-		cmd := exec.CommandContext(ctx, "ssh", args...)
-		cmd.Env = b.env
-		start := time.Now()
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			return 0, fmt.Errorf("ssh %s: %v\n%s", strings.Join(argv, " "), err, tailLines(string(out), 20))
-		}
-		return time.Since(start), nil
 	}
 
 	for p, variant := range []string{fixture.V1, fixture.V2} {
@@ -233,17 +214,10 @@ func overheadByHand(ctx context.Context, b *bench) ([2]sideRun, error) {
 		}
 		toplevel := res[0].Outputs["out"]
 
-		start = time.Now()
-		copyCmd := exec.CommandContext(ctx, "nix", "copy", "--no-check-sigs", "--to", "ssh://"+dest, toplevel)
-		copyCmd.Env = append(append([]string(nil), b.env...), "NIX_SSHOPTS="+strings.Join(sshOpts, " "))
-		if msg, err := copyCmd.CombinedOutput(); err != nil {
-			return out, fmt.Errorf("nix copy: %v\n%s", err, tailLines(string(msg), 20))
-		}
-		h.copy = time.Since(start)
-		if h.set, err = ssh("nix-env", "-p", profilePath, "--set", toplevel); err != nil {
+		if h.copy, err = hand.copy(ctx, toplevel); err != nil {
 			return out, err
 		}
-		if h.activate, err = ssh(toplevel+"/bin/switch-to-configuration", "switch"); err != nil {
+		if h.set, h.activate, err = hand.switchTo(ctx, toplevel); err != nil {
 			return out, err
 		}
 		h.total = h.eval + h.copy + h.set + h.activate

@@ -115,3 +115,36 @@ func verdict(met bool) string {
 	}
 	return "NOT met"
 }
+
+// roundsTable is a table of measured steps: per step a cell for each
+// round and the median.
+type roundsTable struct {
+	*table
+	rounds int
+}
+
+func newRoundsTable(title string, rounds int) *roundsTable {
+	header := []string{title}
+	for i := 1; i <= rounds; i++ {
+		header = append(header, fmt.Sprintf("run %d", i))
+	}
+	return &roundsTable{table: &table{header: append(header, "median")}, rounds: rounds}
+}
+
+// row adds a step's durations, one per round, and returns their median.
+func (t *roundsTable) row(name string, ds []time.Duration) time.Duration {
+	cells := []string{name}
+	for _, d := range ds {
+		cells = append(cells, secs(d))
+	}
+	t.add(append(cells, secs(median(ds)))...)
+	return median(ds)
+}
+
+// summary adds a row with only a value in the median's column: a ratio
+// of medians.
+func (t *roundsTable) summary(name, value string) {
+	cells := make([]string, t.rounds+2)
+	cells[0], cells[t.rounds+1] = name, value
+	t.add(cells...)
+}

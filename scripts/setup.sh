@@ -11,15 +11,16 @@
 #     database, profiles and GC roots, /etc/nix/nix.conf naming the group.
 #
 # Also installs OpenSSH server (each sandbox host runs its own sshd), static
-# busybox (the fixture flake's only tool), iproute2 (network namespaces) and
-# shellcheck (actionlint checks the workflows' scripts with it).
+# busybox (the fixture flake's only tool), iproute2 (network namespaces),
+# shellcheck (actionlint checks the workflows' scripts with it), and zsh and
+# fish (the completion scripts are loaded by each shell in the tests).
 # Idempotent: whatever exists already is kept as it is.
 set -euo pipefail
 
 nixbld_count=${TETHER_NIXBLD_USERS:-32}
 
 need=()
-for pkg in nix-bin openssh-server busybox-static iproute2 util-linux procps psmisc git ca-certificates passwd shellcheck; do
+for pkg in nix-bin openssh-server busybox-static iproute2 util-linux procps psmisc git ca-certificates passwd shellcheck zsh fish; do
 	if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
 		need+=("$pkg")
 	fi

@@ -46,7 +46,8 @@ func Run(ctx context.Context, args []string, env Env, stdout, stderr io.Writer) 
 // filled (a fake engine, a fake evaluator).
 func RunApp(ctx context.Context, a *app.App, args []string, env Env, stdout, stderr io.Writer) int {
 	c := &command{app: a, env: env, stdout: stdout, stderr: stderr}
-	err := c.newApp().RunContext(ctx, args)
+	ua := c.newApp()
+	err := ua.RunContext(ctx, flagsFirst(ua, args))
 	if err == nil && c.unknown != "" {
 		err = app.Usage(fmt.Errorf("unknown command %q (see tether --help)", c.unknown))
 	}
@@ -104,6 +105,8 @@ func (c *command) newApp() *ucli.App {
 			c.statusCommand(),
 			c.actionCommand(),
 			versionCommand(),
+			c.completionCommand(),
+			c.completeCommand(),
 		},
 	}
 	for _, cmd := range a.Commands {

@@ -294,7 +294,10 @@ func TestPowerCutAtEachPhase(t *testing.T) {
 
 			// The machine booted a confirmed system: the one it ran before
 			// (nothing new was ever the boot default before it was
-			// confirmed and committed).
+			// confirmed and committed). The deployer may have given up
+			// before the boot finished (a cut during the copy ends it at
+			// once), so the boot is waited for first.
+			s.waitSSH(ctx, ph.host)
 			after := s.machine(ctx, ph.host)
 			if after.booted != v1 || after.running != v1 {
 				t.Errorf("after the cut: booted %s, runs %s; want v1 %s", after.booted, after.running, v1)

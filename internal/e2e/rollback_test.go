@@ -326,19 +326,45 @@ func TestUnreachableNode(t *testing.T) {
 	for _, h := range fixture.Hosts() {
 		s.setVariant(h, fixture.V2)
 	}
-	// rpi goes last (wave 1), so frame1 and web are deployed when it fails.
+	// rpi goes last (wave 1). It is found unreachable while the others
+	// are copied to, before any activation: nothing changes anywhere.
 	s.writeConfig("[nodes.rpi]\nwave = 1\n")
 	before := map[string][]string{}
 	for _, h := range []string{fixture.Frame1, fixture.Web} {
 		before[h] = s.generations(ctx, h)
 	}
+	t.Run("nothing-changes", func(t *testing.T) {
+		r := s.tether(ctx, "deploy", "--confirm-timeout", short)
+		if r.code != exitFailed {
+			t.Errorf("exit %d, want %d (failed)", r.code, exitFailed)
+		}
+		if res := result(t, r, fixture.RPi); res.Status != deploy.StatusUnreachable {
+			t.Errorf("rpi: %s, want unreachable", res.Status)
+		}
+		for _, h := range []string{fixture.Frame1, fixture.Web} {
+			if res := result(t, r, h); res.Status != deploy.StatusSkipped || !strings.Contains(res.Error, "node rpi failed") {
+				t.Errorf("%s: %s (%s), want skipped because rpi failed", h, res.Status, res.Error)
+			}
+			s.wantRunning(ctx, h, fixture.V1)
+			if after := s.generations(ctx, h); strings.Join(after, " ") != strings.Join(before[h], " ") {
+				t.Errorf("%s: generations %v, want untouched %v", h, after, before[h])
+			}
+		}
+	})
+
+	// rpi reachable again, but its activation fails: frame1 and web (wave
+	// 0) are deployed when it does, and go back.
+	if err := s.fleet.Host(fixture.RPi).StartSSHD(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s.setVariant(fixture.RPi, fixture.Fail)
 	t.Run("roll-back-the-others", func(t *testing.T) {
 		r := s.tether(ctx, "deploy", "--confirm-timeout", short)
 		if r.code != exitRolledBack {
 			t.Errorf("exit %d, want %d (rolled back)", r.code, exitRolledBack)
 		}
-		if res := result(t, r, fixture.RPi); res.Status != deploy.StatusUnreachable {
-			t.Errorf("rpi: %s, want unreachable", res.Status)
+		if res := result(t, r, fixture.RPi); res.Status != deploy.StatusRolledBack {
+			t.Errorf("rpi: %s, want rolled-back", res.Status)
 		}
 		for _, h := range []string{fixture.Frame1, fixture.Web} {
 			res := result(t, r, h)

@@ -15,7 +15,6 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/tetherdeploy/tether/pkg/fleet"
 	"github.com/tetherdeploy/tether/pkg/nix"
@@ -71,25 +70,8 @@ func (e *Engine) builderTarget(name string) (remote.Target, error) {
 	return remote.Target{Name: name, Host: h.Host, Port: h.Port, User: h.User}, nil
 }
 
-// buildRemote builds, on each build host, the profiles of the nodes that
+// buildOn builds, on build host name, the profiles of the nodes that
 // build there. A build host that fails fails only its nodes.
-func (e *Engine) buildRemote(ctx context.Context, groups map[string][]*nodeRun, opts Options) {
-	g := new(errgroup.Group)
-	for name, runs := range groups {
-		g.Go(func() error {
-			b, err := e.buildOn(ctx, name, runs, opts)
-			for _, r := range runs {
-				r.builder = b
-				if err != nil {
-					r.finish(StatusFailed, err)
-				}
-			}
-			return nil
-		})
-	}
-	g.Wait()
-}
-
 func (e *Engine) buildOn(ctx context.Context, name string, runs []*nodeRun, opts Options) (*builder, error) {
 	start := time.Now()
 	defer func() {
@@ -228,9 +210,8 @@ func (n *nodeRun) copyFromBuilder(ctx context.Context, target *remote.Client, ro
 	}
 	st.Present = len(paths) - len(missing)
 	if len(missing) > 0 && !n.node.Settings.FastConnection {
-		_ = dst.Substitute(ctx, missing)
 		before := len(missing)
-		if missing, err = dst.Missing(ctx, missing); err != nil {
+		if missing, st.CachesUnreachable, err = transfer.Substitute(ctx, dst, missing, 0); err != nil {
 			return st, "", err
 		}
 		st.Substituted = before - len(missing)

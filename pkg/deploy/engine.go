@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -156,6 +155,9 @@ func (e *Engine) Deploy(ctx context.Context, nodes []*fleet.Node, opts Options) 
 		closed := map[*builder]bool{}
 		for _, r := range runs {
 			r.conn.drop()
+			if r.agentDone != nil {
+				<-r.agentDone // a node stopped before its copy: the check ends with the connection
+			}
 			if r.builder != nil && !closed[r.builder] {
 				closed[r.builder] = true
 				r.builder.close(ctx)
@@ -166,8 +168,8 @@ func (e *Engine) Deploy(ctx context.Context, nodes []*fleet.Node, opts Options) 
 		rep.Interrupted = ctx.Err() != nil
 	}()
 
-	scheduler{parallel: opts.Parallel, keepGoing: opts.KeepGoing}.run(ctx, asStages(runs), func(ctx context.Context) {
-		e.buildAll(ctx, runs, opts)
+	scheduler{parallel: opts.Parallel, keepGoing: opts.KeepGoing}.run(ctx, asStages(runs), func(ctx context.Context, built func(stages, error)) {
+		e.buildAll(ctx, runs, opts, func(r *nodeRun, err error) { built(r, err) })
 	})
 	return rep
 }
@@ -178,74 +180,6 @@ func asStages(runs []*nodeRun) []stages {
 		out[i] = r
 	}
 	return out
-}
-
-// buildAll builds every node's profiles where the node says: on the
-// deployer, on a build host, or on the node itself. A failed build fails
-// the nodes that needed it.
-func (e *Engine) buildAll(ctx context.Context, runs []*nodeRun, opts Options) {
-	var local []*nodeRun
-	remote := map[string][]*nodeRun{}
-	for _, r := range runs {
-		if b := builderName(r.node); b != "" {
-			remote[b] = append(remote[b], r)
-		} else {
-			local = append(local, r)
-		}
-	}
-	var wg sync.WaitGroup
-	if len(remote) > 0 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e.buildRemote(ctx, remote, opts)
-		}()
-	}
-	if len(local) > 0 {
-		if err := e.build(ctx, local, opts); err != nil {
-			for _, r := range local {
-				r.finish(StatusFailed, err)
-			}
-		} else {
-			idx := newClosureIndex(e.Nix, local)
-			for _, r := range local {
-				r.closures = idx
-			}
-		}
-	}
-	wg.Wait()
-}
-
-// build realises every selected profile in one nix invocation, so nix
-// schedules the whole fleet's builds together, GC-rooted for the run.
-func (e *Engine) build(ctx context.Context, runs []*nodeRun, opts Options) error {
-	if err := checkPlatforms(ctx, e.Nix, runs, "this machine"); err != nil {
-		return err
-	}
-	drvs := profilePaths(runs, func(p *fleet.Profile) string { return p.DrvPath })
-	if len(drvs) == 0 {
-		return nil
-	}
-	start := time.Now()
-	e.emit(Event{Phase: PhaseBuild, Message: fmt.Sprintf("building %d profiles", len(drvs))})
-	outs, err := e.Nix.Realise(ctx, drvs, opts.GCRootDir)
-	took := time.Since(start)
-	for _, r := range runs {
-		r.res.Timings.Build = Seconds(took)
-	}
-	if err != nil {
-		e.emit(Event{Phase: PhaseBuild, Message: "build failed"})
-		return fmt.Errorf("build: %w", err)
-	}
-	for _, r := range runs {
-		for _, p := range r.node.Profiles {
-			if p.DrvPath != "" && !slices.Contains(outs[p.DrvPath], p.OutPath) {
-				return fmt.Errorf("build: %s did not produce %s (got %s)", p.DrvPath, p.OutPath, strings.Join(outs[p.DrvPath], ", "))
-			}
-		}
-	}
-	e.emit(Event{Phase: PhaseBuild, Message: fmt.Sprintf("built in %s", took.Round(time.Millisecond))})
-	return nil
 }
 
 // nodeRun is one node's pipeline and its outcome.
@@ -263,6 +197,10 @@ type nodeRun struct {
 	builder   *builder
 	agentPath string
 	stateDir  string
+	// agentDone is closed when the agent check that dial started has
+	// ended, with agentErr (and agentPath) set.
+	agentDone chan struct{}
+	agentErr  error
 	// done lists the profiles this run activated on the node, in order.
 	done []deployedProfile
 	// closures answers "closure of these roots" for nodes built here; nil
@@ -329,22 +267,30 @@ func (n *nodeRun) agentArgv(argv []string) []string {
 	return append(out, argv...)
 }
 
-// connect opens the node's connection and installs the agent.
-func (n *nodeRun) connect(ctx context.Context) (Status, error) {
+// reach opens the node's connection.
+func (n *nodeRun) reach(ctx context.Context) (Status, error) {
 	if n.connErr != nil {
 		return StatusFailed, n.connErr
 	}
 	n.emit(PhaseConnect, "connecting to "+describeTarget(n.conn.target))
-	c, err := n.conn.client(ctx)
-	if err != nil {
+	if _, err := n.conn.client(ctx); err != nil {
 		var hk *remote.HostKeyError
 		if errors.As(err, &hk) {
 			return StatusFailed, err
 		}
 		return StatusUnreachable, err
 	}
+	return "", nil
+}
+
+// connect opens the node's connection and installs the agent.
+func (n *nodeRun) connect(ctx context.Context) (Status, error) {
+	if st, err := n.reach(ctx); err != nil {
+		return st, err
+	}
 	n.emit(PhaseAgent, "checking agent")
-	n.agentPath, err = installAgent(ctx, c, n.e.Agents, n.stateDir)
+	var err error
+	n.agentPath, err = installAgent(ctx, n.clientOrNil(), n.e.Agents, n.stateDir)
 	if err != nil {
 		return StatusFailed, fmt.Errorf("install agent: %w", err)
 	}
@@ -366,15 +312,49 @@ func describeTarget(t remote.Target) string {
 	return s
 }
 
-// prepare connects, installs the agent and copies the closure.
-func (n *nodeRun) prepare(ctx context.Context) (Status, error) {
-	if st, err := n.connect(ctx); err != nil {
+// dial opens the node's connection and starts checking its agent, which
+// then runs beside the closure query and the copy: copy waits for it.
+func (n *nodeRun) dial(ctx context.Context) (Status, error) {
+	if st, err := n.reach(ctx); err != nil {
 		if ctx.Err() != nil {
 			st, err = StatusSkipped, fmt.Errorf("interrupted before anything changed: %w", err)
 		}
 		return st, err
 	}
+	n.emit(PhaseAgent, "checking agent")
+	c := n.clientOrNil()
+	n.agentDone = make(chan struct{})
+	go func() {
+		defer close(n.agentDone)
+		n.agentPath, n.agentErr = installAgent(ctx, c, n.e.Agents, n.stateDir)
+	}()
+	return StatusPending, nil
+}
 
+// agentReady waits for the agent check dial started.
+func (n *nodeRun) agentReady() error {
+	<-n.agentDone
+	if n.agentErr != nil {
+		return fmt.Errorf("install agent: %w", n.agentErr)
+	}
+	return nil
+}
+
+// copy copies the node's closure, and returns once the agent check has
+// ended too.
+func (n *nodeRun) copy(ctx context.Context) (Status, error) {
+	st, err := n.copyClosure(ctx)
+	agentErr := n.agentReady()
+	if err == nil && agentErr != nil {
+		st, err = StatusFailed, agentErr
+	}
+	if err != nil && ctx.Err() != nil {
+		st, err = StatusSkipped, fmt.Errorf("interrupted during the copy; nothing was activated: %w", err)
+	}
+	return st, err
+}
+
+func (n *nodeRun) copyClosure(ctx context.Context) (Status, error) {
 	var roots []string
 	for _, p := range n.node.Profiles {
 		roots = append(roots, p.OutPath)
@@ -394,6 +374,10 @@ func (n *nodeRun) prepare(ctx context.Context) (Status, error) {
 		n.res.CopyRoute = "deployer → " + n.node.Name
 		topts := transfer.Options{Substitute: !n.node.Settings.FastConnection, Progress: progress}
 		if n.compress() {
+			// The agent decompresses on the node.
+			if err := n.agentReady(); err != nil {
+				return StatusFailed, err
+			}
 			topts.CompressedImport = n.agentArgv(agent.ImportArgv(n.agentPath, true))
 			n.res.CopyRoute += " (zstd)"
 		}
@@ -404,16 +388,13 @@ func (n *nodeRun) prepare(ctx context.Context) (Status, error) {
 		st, err = transfer.Copy(ctx, n.e.Nix, transfer.RemoteStore(n.clientOrNil(), nil), roots, topts)
 	}
 	n.res.Timings.Copy = Seconds(time.Since(copyStart))
-	n.res.Copied = CopyStats{Paths: st.Sent, Bytes: st.SentBytes, StreamBytes: st.StreamBytes, Present: st.Present, Substituted: st.Substituted}
+	n.res.Copied = CopyStats{Paths: st.Sent, Bytes: st.SentBytes, StreamBytes: st.StreamBytes, Present: st.Present,
+		Substituted: st.Substituted, CachesUnreachable: st.CachesUnreachable}
+	if st.CachesUnreachable != "" {
+		n.emit(PhaseCopy, fmt.Sprintf("the node's binary caches could not be used (%s): the paths were sent instead", st.CachesUnreachable))
+	}
 	if err != nil {
-		status := StatusFailed
-		if ctx.Err() != nil {
-			status = StatusSkipped
-			err = fmt.Errorf("interrupted during the copy; nothing was activated: %w", err)
-		} else {
-			err = fmt.Errorf("copy closure: %w", err)
-		}
-		return status, err
+		return StatusFailed, fmt.Errorf("copy closure: %w", err)
 	}
 	wire := ""
 	if st.StreamBytes != st.SentBytes {

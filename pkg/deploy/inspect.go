@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/tetherdeploy/tether/pkg/agent"
 	"github.com/tetherdeploy/tether/pkg/fleet"
@@ -37,13 +38,23 @@ func (e *Engine) Build(ctx context.Context, nodes []*fleet.Node, opts Options) B
 	for i, n := range nodes {
 		runs[i] = e.newRun(n, i, opts)
 	}
-	e.buildAll(ctx, runs, opts)
+	reported := map[*nodeRun]bool{}
+	var mu sync.Mutex
+	e.buildAll(ctx, runs, opts, func(r *nodeRun, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reported[r] = true
+		if err != nil {
+			b.errs[r.node.Name] = err
+		}
+	})
 	seen := map[*builder]bool{}
 	for _, r := range runs {
 		name := r.node.Name
 		switch {
-		case r.res.Status != StatusPending:
-			b.errs[name] = errors.New(r.res.Error)
+		case b.errs[name] != nil:
+		case !reported[r]:
+			b.errs[name] = fmt.Errorf("not built: %w", context.Cause(ctx))
 		case r.builder != nil:
 			b.stores[name] = r.builder.store
 		default:

@@ -131,6 +131,9 @@ type CopyStats struct {
 	StreamBytes int64 `json:"streamBytes"` // bytes of the export stream before compression
 	Present     int   `json:"present"`     // paths the target already had
 	Substituted int   `json:"substituted"` // paths the target fetched from its own caches
+	// CachesUnreachable says why the target's binary caches could not be
+	// used (unreachable, no answer): the paths were sent instead.
+	CachesUnreachable string `json:"cachesUnreachable,omitempty"`
 }
 
 // Timings hold the wall time of each phase, in the JSON as seconds.

@@ -77,13 +77,8 @@ func (r *Runner) Realise(ctx context.Context, drvPaths []string, gcRootDir strin
 	if len(drvPaths) == 0 {
 		return map[string][]string{}, nil
 	}
-	for _, d := range drvPaths {
-		if !strings.HasSuffix(d, ".drv") || !path.IsAbs(d) {
-			return nil, fmt.Errorf("realise: %q is not a derivation path", d)
-		}
-	}
-	if gcRootDir != "" && !path.IsAbs(gcRootDir) {
-		return nil, fmt.Errorf("realise: GC root directory %q is not absolute", gcRootDir)
+	if err := checkRealise(drvPaths, gcRootDir); err != nil {
+		return nil, err
 	}
 	outputs := make(map[string][]string, len(drvPaths))
 	for _, d := range drvPaths {
@@ -94,14 +89,81 @@ func (r *Runner) Realise(ctx context.Context, drvPaths []string, gcRootDir strin
 		outputs[d] = lines(out)
 		slices.Sort(outputs[d])
 	}
-	args := append([]string{"--realise"}, drvPaths...)
-	if gcRootDir != "" {
-		args = append(args, "--add-root", path.Join(gcRootDir, rootName(drvPaths)))
-	}
-	if err := r.run(ctx, r.storeArgv(args...), nil, nil); err != nil {
-		return nil, fmt.Errorf("realise %d derivations: %w", len(drvPaths), err)
+	if err := r.RealiseWith(ctx, drvPaths, RealiseOptions{GCRootDir: gcRootDir}); err != nil {
+		return nil, err
 	}
 	return outputs, nil
+}
+
+// RealiseOptions tune RealiseWith.
+type RealiseOptions struct {
+	// GCRootDir, when set, roots every output there once all are built
+	// (see Realise).
+	GCRootDir string
+	// KeepGoing builds what can be built when some derivations fail,
+	// instead of stopping at the first failure.
+	KeepGoing bool
+}
+
+// RealiseWith is Realise for callers that know the outputs already (from
+// the evaluation) and learn which were built by asking for their
+// validity: it spares a nix process per derivation.
+func (r *Runner) RealiseWith(ctx context.Context, drvPaths []string, opts RealiseOptions) error {
+	drvPaths = dedupe(drvPaths)
+	if len(drvPaths) == 0 {
+		return nil
+	}
+	if err := checkRealise(drvPaths, opts.GCRootDir); err != nil {
+		return err
+	}
+	args := append([]string{"--realise"}, drvPaths...)
+	if opts.KeepGoing {
+		args = append(args, "--keep-going")
+	}
+	if opts.GCRootDir != "" {
+		args = append(args, "--add-root", path.Join(opts.GCRootDir, rootName(drvPaths)))
+	}
+	if err := r.run(ctx, r.storeArgv(args...), nil, nil); err != nil {
+		return fmt.Errorf("realise %d derivations: %w", len(drvPaths), err)
+	}
+	return nil
+}
+
+func checkRealise(drvPaths []string, gcRootDir string) error {
+	for _, d := range drvPaths {
+		if !strings.HasSuffix(d, ".drv") || !path.IsAbs(d) {
+			return fmt.Errorf("realise: %q is not a derivation path", d)
+		}
+	}
+	if gcRootDir != "" && !path.IsAbs(gcRootDir) {
+		return fmt.Errorf("realise: GC root directory %q is not absolute", gcRootDir)
+	}
+	return nil
+}
+
+// AddRoots roots valid store paths in gcRootDir (as Realise roots its
+// outputs) until the caller removes the directory: outputs handed on
+// before the build that made them has ended, whose own roots come only
+// once every build has succeeded.
+func (r *Runner) AddRoots(ctx context.Context, paths []string, gcRootDir string) error {
+	paths = dedupe(paths)
+	if len(paths) == 0 {
+		return nil
+	}
+	if !path.IsAbs(gcRootDir) {
+		return fmt.Errorf("add GC roots: directory %q is not absolute", gcRootDir)
+	}
+	for _, p := range paths {
+		if !path.IsAbs(p) {
+			return fmt.Errorf("add GC roots: %q is not a store path", p)
+		}
+	}
+	args := append([]string{"--realise"}, paths...)
+	args = append(args, "--add-root", path.Join(gcRootDir, "out-"+rootName(paths)))
+	if err := r.run(ctx, r.storeArgv(args...), nil, nil); err != nil {
+		return fmt.Errorf("add GC roots for %d paths: %w", len(paths), err)
+	}
+	return nil
 }
 
 // rootName names the GC roots of one Realise call after the set of

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,10 @@ type Options struct {
 	// Closure is the closure of the roots, references first, when the
 	// caller has it already (see nix.Subclosure); nil: src is asked.
 	Closure []nix.PathInfo
+	// CacheWait bounds how long the destination's binary caches may take
+	// to say what they have before the paths are sent instead; 0 means
+	// DefaultCacheWait.
+	CacheWait time.Duration
 }
 
 // Progress is the state of a running copy.
@@ -67,6 +72,11 @@ type Stats struct {
 	Sent         int   // paths streamed to it
 	SentBytes    int64 // bytes streamed to it (compressed, when compressing)
 	StreamBytes  int64 // bytes of export stream before compression
+	// CachesUnreachable says why the destination's binary caches could
+	// not be asked ("http://cache.lan unreachable", "no answer within
+	// 5s"); the paths were sent instead. Empty when they answered, or
+	// when substitution was off.
+	CachesUnreachable string
 }
 
 // Copy makes every path in the closure of roots valid in dst, reading them
@@ -96,7 +106,7 @@ func Copy(ctx context.Context, src, dst Store, roots []string, opts Options) (St
 	st.Present = len(paths) - len(missing)
 	if len(missing) > 0 && opts.Substitute {
 		before := len(missing)
-		missing, err = substitute(ctx, dst, missing)
+		missing, st.CachesUnreachable, err = Substitute(ctx, dst, missing, opts.CacheWait)
 		if err != nil {
 			return st, err
 		}
@@ -139,18 +149,61 @@ func Copy(ctx context.Context, src, dst Store, roots []string, opts Options) (St
 	return st, nil
 }
 
-// substitute asks the destination to fetch paths from its binary caches and
-// returns those still missing. A path no cache has is not an error: it will
-// be sent.
-func substitute(ctx context.Context, dst Store, missing []string) ([]string, error) {
-	// --realise of output paths only substitutes; failures (no cache has
-	// it, no network) are expected and leave the path for the stream.
-	_ = dst.Substitute(ctx, missing)
+// The destination's caches are first asked what they have, within
+// bounds: a cache it cannot reach (no route, no DNS, down) must cost
+// about a second, once, not nix's retries on every copy. cacheConnect is
+// how long each cache gets to connect, DefaultCacheWait how long the
+// whole question may take by default.
+const (
+	cacheConnect     = time.Second
+	DefaultCacheWait = 5 * time.Second
+)
+
+// Substitute asks the destination's binary caches which of the missing
+// paths they have, lets it fetch those, and returns the paths still
+// missing, which are to be sent, with why the caches could not be asked
+// ("" when they could). A path no cache has is not an error.
+//
+// wait bounds the question (0: DefaultCacheWait).
+func Substitute(ctx context.Context, dst Store, missing []string, wait time.Duration) ([]string, string, error) {
+	if wait <= 0 {
+		wait = DefaultCacheWait
+	}
+	actx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	limits := nix.CacheLimits{ConnectTimeout: cacheConnect}
+	have, err := dst.Substitutable(actx, missing, limits)
+	switch {
+	case ctx.Err() != nil:
+		return nil, "", fmt.Errorf("ask the destination's binary caches: %w", context.Cause(ctx))
+	case actx.Err() != nil:
+		return missing, fmt.Sprintf("no answer within %s", wait), nil
+	case err != nil:
+		return missing, "asking them failed: " + firstLine(err.Error()), nil
+	}
+	unreachable := ""
+	if len(have.Unreachable) > 0 {
+		unreachable = strings.Join(have.Unreachable, ", ") + " unreachable"
+	} else {
+		// All answered: let the fetch retry as nix does.
+		limits = nix.CacheLimits{}
+	}
+	if len(have.Paths) == 0 {
+		return missing, unreachable, nil
+	}
+	// Failures (a cache losing a path meanwhile) leave paths for the
+	// stream.
+	_ = dst.Substitute(ctx, have.Paths, limits)
 	still, err := dst.Missing(ctx, missing)
 	if err != nil {
-		return nil, fmt.Errorf("ask destination for missing paths after substitution: %w", err)
+		return nil, "", fmt.Errorf("ask destination for missing paths after substitution: %w", err)
 	}
-	return still, nil
+	return still, unreachable, nil
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
 
 // stream pipes `nix-store --export paths` on src into `nix-store --import`

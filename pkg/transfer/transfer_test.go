@@ -124,16 +124,25 @@ func lines(paths []string) string {
 
 // recorder runs commands through an executor and remembers their argv in
 // the order they started.
+// A command holding a word of hang never answers: it ends only when its
+// context does.
 type recorder struct {
 	nix.Executor
 	mu   sync.Mutex
 	argv [][]string
+	hang []string
 }
 
 func (r *recorder) Run(ctx context.Context, argv []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	r.mu.Lock()
 	r.argv = append(r.argv, slices.Clone(argv))
 	r.mu.Unlock()
+	for _, w := range r.hang {
+		if slices.Contains(argv, w) {
+			<-ctx.Done()
+			return ctx.Err()
+		}
+	}
 	return r.Executor.Run(ctx, argv, stdin, stdout, stderr)
 }
 
@@ -151,10 +160,11 @@ func (r *recorder) calls(op string) [][]string {
 	return out
 }
 
-func (r *recorder) index(op string) int {
+// index is the place of the first command holding word among those run.
+func (r *recorder) index(word string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return slices.IndexFunc(r.argv, func(a []string) bool { return len(a) > 1 && a[1] == op })
+	return slices.IndexFunc(r.argv, func(a []string) bool { return len(a) > 1 && slices.Contains(a[1:], word) })
 }
 
 // ends is a source and destination each answering from a FakeExecutor.
@@ -223,19 +233,55 @@ func TestCopyNothingMissing(t *testing.T) {
 	}
 }
 
+// dryRun is what nix-store --realise --dry-run prints when the caches
+// have fetch and the warnings say nothing else.
+func dryRun(fetch []string, warnings ...string) string {
+	var b strings.Builder
+	for _, w := range warnings {
+		b.WriteString("warning: " + w + "\n")
+	}
+	if len(fetch) > 0 {
+		fmt.Fprintf(&b, "these %d paths will be fetched (0.01 MiB download, 0.03 MiB unpacked):\n", len(fetch))
+		for _, p := range fetch {
+			b.WriteString("  " + p + "\n")
+		}
+	}
+	return b.String()
+}
+
+var bounded = []string{"--option", "connect-timeout", "1", "--option", "download-attempts", "1"}
+
 func TestCopySubstitutesFirst(t *testing.T) {
 	missing := []string{glibc, app, data}
+	unreachable := "unable to download 'http://10.0.0.1/nix-cache-info': Couldn't connect to server (7)"
 	tests := []struct {
-		name        string
-		substitute  bool
-		exitCode    int      // of the substitution
-		afterSubst  []string // still missing after it
-		wantSent    []string
-		substituted int
+		name       string
+		substitute bool
+		dryRun     string   // what the caches say they have
+		fetch      []string // what is then fetched, nil for no fetch
+		fetchArgs  []string // the fetch's options
+		fetchFails bool
+		afterFetch []string // still missing after it
+		wantSent   []string
+		wantNote   string
+		substd     int
 	}{
-		{name: "caches have some", substitute: true, afterSubst: []string{app}, wantSent: []string{app}, substituted: 2},
-		{name: "caches have all", substitute: true, afterSubst: nil, substituted: 3},
-		{name: "caches have none and substitution fails", substitute: true, exitCode: 1, afterSubst: missing, wantSent: missing},
+		{name: "caches have some", substitute: true, dryRun: dryRun([]string{glibc, data}),
+			fetch: []string{glibc, data}, afterFetch: []string{app}, wantSent: []string{app}, substd: 2},
+		{name: "caches have all", substitute: true, dryRun: dryRun(missing), fetch: missing, substd: 3},
+		{name: "caches have none: nothing fetched", substitute: true,
+			dryRun: "don't know how to build these paths:\n  " + strings.Join(missing, "\n  ") + "\n", wantSent: missing},
+		{name: "the fetch fails", substitute: true, dryRun: dryRun([]string{glibc}), fetch: []string{glibc}, fetchFails: true,
+			afterFetch: missing, wantSent: missing},
+		// One cache unreachable: the fetch from the other is bounded too,
+		// or nix would retry the unreachable one for seconds.
+		{name: "one cache unreachable, another has some", substitute: true, dryRun: dryRun([]string{glibc}, unreachable),
+			fetch: []string{glibc}, fetchArgs: bounded, afterFetch: []string{app, data}, wantSent: []string{app, data}, substd: 1,
+			wantNote: "http://10.0.0.1 unreachable"},
+		{name: "every cache unreachable", substitute: true,
+			dryRun: dryRun(nil, unreachable, "'https://cache.lan' does not appear to be a binary cache",
+				"unable to download 'https://cache.lan/"+strings.Repeat("a", 32)+".narinfo': Couldn't resolve host name (6)"),
+			wantSent: missing, wantNote: "http://10.0.0.1, https://cache.lan unreachable"},
 		{name: "off", substitute: false, wantSent: missing},
 	}
 	for _, tt := range tests {
@@ -243,12 +289,16 @@ func TestCopySubstitutesFirst(t *testing.T) {
 			e := newEnds(t)
 			expectMissing(e.dst, importOrd, missing)
 			if tt.substitute {
-				c := e.dst.Expect(append([]string{"nix-store", "--realise", "--ignore-unknown"}, missing...), "")
-				if tt.exitCode != 0 {
-					c.ExitCode = tt.exitCode
+				c := e.dst.Expect(append(append([]string{"nix-store", "--realise", "--dry-run"}, bounded...), missing...), "")
+				c.Stderr = tt.dryRun
+			}
+			if tt.fetch != nil {
+				c := e.dst.Expect(append(append([]string{"nix-store", "--realise", "--ignore-unknown"}, tt.fetchArgs...), tt.fetch...), "")
+				if tt.fetchFails {
+					c.ExitCode = 1
 					c.Stderr = "error: path '" + glibc + "' is required, but there is no substituter that can build it\n"
 				}
-				expectMissing(e.dst, missing, tt.afterSubst)
+				expectMissing(e.dst, missing, tt.afterFetch)
 			}
 			var imp *nix.FakeCall
 			if len(tt.wantSent) > 0 {
@@ -260,8 +310,9 @@ func TestCopySubstitutesFirst(t *testing.T) {
 				t.Fatal(err)
 			}
 			want := transfer.Stats{
-				Closure: 5, ClosureBytes: closureBytes, Present: 2,
-				Substituted: tt.substituted, Sent: len(tt.wantSent), SentBytes: int64(len(exportOf(tt.wantSent))), StreamBytes: int64(len(exportOf(tt.wantSent))),
+				Closure: 5, ClosureBytes: closureBytes, Present: 2, Substituted: tt.substd,
+				Sent: len(tt.wantSent), SentBytes: int64(len(exportOf(tt.wantSent))), StreamBytes: int64(len(exportOf(tt.wantSent))),
+				CachesUnreachable: tt.wantNote,
 			}
 			if diff := cmp.Diff(want, st); diff != "" {
 				t.Errorf("Stats (-want +got):\n%s", diff)
@@ -269,10 +320,28 @@ func TestCopySubstitutesFirst(t *testing.T) {
 			if imp != nil && imp.Stdin.String() != exportOf(tt.wantSent) {
 				t.Errorf("destination imported %q, want %q", imp.Stdin.String(), exportOf(tt.wantSent))
 			}
-			if tt.substitute && len(tt.wantSent) > 0 && e.dstRec.index("--realise") > e.dstRec.index("--import") {
+			if tt.fetch != nil && len(tt.wantSent) > 0 && e.dstRec.index("--ignore-unknown") > e.dstRec.index("--import") {
 				t.Errorf("import ran before substitution: %v", e.dstRec.argv)
 			}
 		})
+	}
+}
+
+// A destination whose caches do not answer at all: the copy sends after a
+// bounded wait and says why.
+func TestCopySendsWhenTheCachesDoNotAnswer(t *testing.T) {
+	e := newEnds(t)
+	missing := []string{glibc, app, data}
+	expectMissing(e.dst, importOrd, missing)
+	e.dstRec.hang = []string{"--dry-run"}
+	expectExport(e.src, missing...)
+	expectImport(e.dst)
+	st, err := e.copy(t, transfer.Options{Substitute: true, CacheWait: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Sent != 3 || st.CachesUnreachable != "no answer within 50ms" {
+		t.Errorf("sent %d paths, caches %q; want 3 sent and why the caches were not used", st.Sent, st.CachesUnreachable)
 	}
 }
 
