@@ -332,7 +332,8 @@ func (n *nodeRun) lanCopy(ctx context.Context, target *remote.Client, r lanRoute
 		part := missing[start:min(start+1000, len(missing))]
 		var stderr bytes.Buffer
 		argv := append([]string{"sh", "-c", script, "sh"}, part...)
-		err := bc.Run(ctx, remote.Cmd{Argv: argv, ForwardAgent: true, Stderr: &limitedBuffer{b: &stderr, max: 8192}})
+		// One ssh connection per batch, one hop: one signature.
+		err := bc.Run(ctx, remote.Cmd{Argv: argv, ForwardAgent: true, AgentSignatures: 1, Stderr: &limitedBuffer{b: &stderr, max: 8192}})
 		if err != nil {
 			return fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
 		}
