@@ -125,6 +125,9 @@ func (a *activation) run(ctx context.Context) (agent.Result, error) {
 		if errors.As(err, &ae) && ae.Code == agent.CodeNotFound {
 			return agent.Result{}, fmt.Errorf("%s: the agent never started: %w", a.label, err)
 		}
+		if sentTooMuch(err) {
+			return agent.Result{}, fmt.Errorf("follow %s: %w", a.label, err)
+		}
 		if settle.Err() != nil {
 			return agent.Result{}, fmt.Errorf("%w: lost contact during %s and could not reconnect before %s: %v",
 				errUncertain, a.label, deadline.Format(time.TimeOnly), lastErr)

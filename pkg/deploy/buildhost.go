@@ -383,26 +383,52 @@ func sanitize(s string) string {
 	}, s)
 }
 
-// prefixWriter turns a byte stream into one call per line.
+// prefixWriter turns a byte stream into one call per line. A line longer
+// than maxLogLine is cut: a build host's log is shown line by line, and a
+// line without end must not grow in memory.
 type prefixWriter struct {
 	emit func(string)
 	buf  []byte
+	skip bool // the rest of a cut line is dropped up to its newline
 	mu   sync.Mutex
 }
+
+// maxLogLine bounds one line of a build log as it is shown.
+const maxLogLine = 8 << 10
 
 func (p *prefixWriter) Write(b []byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.buf = append(p.buf, b...)
-	for {
-		i := bytes.IndexByte(p.buf, '\n')
-		if i < 0 {
-			break
+	n := len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if p.skip {
+			if i < 0 {
+				return n, nil
+			}
+			p.skip = false
+			b = b[i+1:]
+			continue
 		}
-		p.emit(string(p.buf[:i]))
-		p.buf = p.buf[i+1:]
+		if i < 0 {
+			p.buf = append(p.buf, b[:min(len(b), maxLogLine+1-len(p.buf))]...)
+			if len(p.buf) > maxLogLine {
+				p.emit(string(p.buf[:maxLogLine]) + " …(cut)")
+				p.buf = p.buf[:0]
+				p.skip = true
+			}
+			return n, nil
+		}
+		p.buf = append(p.buf, b[:i]...)
+		line := p.buf
+		if len(line) > maxLogLine {
+			line = append(line[:maxLogLine:maxLogLine], " …(cut)"...)
+		}
+		p.emit(string(line))
+		p.buf = p.buf[:0]
+		b = b[i+1:]
 	}
-	return len(b), nil
+	return n, nil
 }
 
 var _ io.Writer = (*prefixWriter)(nil)

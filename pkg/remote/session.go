@@ -47,10 +47,11 @@ type Cmd struct {
 }
 
 // DefaultMaxOutput bounds each output stream of a command that sets no
-// bound of its own: far above what any query tether makes returns (a
-// closure's path infos are a few MiB), far below what would hurt the
-// deployer's memory.
-const DefaultMaxOutput = 64 << 20
+// bound of its own: far above what any query tether makes returns (the
+// path infos of a chunk of a closure are a few MiB at most), low enough
+// that a fleet of nodes answering at once cannot exhaust the deployer's
+// memory.
+const DefaultMaxOutput = 16 << 20
 
 // OutputLimitError is a node that sent more than a command's bound.
 type OutputLimitError struct {
