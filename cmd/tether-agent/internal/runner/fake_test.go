@@ -260,6 +260,7 @@ func newHarness(t *testing.T) *harness {
 		PollInterval: 2 * time.Millisecond,
 		LockRetry:    20 * time.Millisecond,
 		GoneGrace:    10 * time.Millisecond,
+		trustedAbove: base,
 	}
 	return h
 }
