@@ -254,10 +254,11 @@ type nodeRun struct {
 	res    Result
 	start  time.Time
 
-	connErr   error
-	builder   *builder
-	agentPath string
-	stateDir  string
+	connErr error
+	builder *builder
+	// homes are where the node's agents live: one per user its profiles
+	// run as, the first profile's first (see agentHome).
+	homes []*agentHome
 	// done lists the profiles this run activated on the node, in order.
 	done []deployedProfile
 	// closures answers "closure of these roots" for nodes built here; nil
@@ -278,7 +279,14 @@ type deployedProfile struct {
 func (e *Engine) newRun(n *fleet.Node, i int, opts Options) *nodeRun {
 	r := &nodeRun{e: e, node: n, index: i, opts: opts, dialer: e.Dialer, start: time.Now()}
 	r.res = Result{Node: n.Name, Status: StatusPending, Action: Action(opts.Action)}
-	r.stateDir = agent.StateDir(n.Settings.TempPath)
+	for _, p := range n.Profiles {
+		if !slices.ContainsFunc(r.homes, func(h *agentHome) bool { return h.key == homeKey(p.Settings) }) {
+			r.homes = append(r.homes, newAgentHome(n.Name, p.Settings))
+		}
+	}
+	if len(r.homes) == 0 {
+		r.homes = []*agentHome{newAgentHome(n.Name, n.Settings)}
+	}
 	c, err := ConnectionFor(n)
 	r.connErr = err
 	r.conn = &conn{dialer: e.Dialer, target: c.Target}
@@ -306,23 +314,19 @@ func (n *nodeRun) finish(s Status, err error) {
 	n.e.emit(Event{Node: n.node.Name, Phase: PhaseDone, Message: string(s), Result: &res})
 }
 
-// agentArgv prefixes argv with the switch to the profile's user when it is
-// not the SSH user.
-func (n *nodeRun) agentArgv(argv []string) []string {
-	s := n.node.Settings
-	if s.User == "" || s.User == s.SSHUser {
-		return argv
+// home is the agent home of profile p: its user's.
+func (n *nodeRun) home(p *fleet.Profile) *agentHome {
+	for _, h := range n.homes {
+		if h.key == homeKey(p.Settings) {
+			return h
+		}
 	}
-	prefix := strings.Fields(s.Sudo)
-	if len(prefix) == 0 {
-		prefix = strings.Fields(fleet.DefaultSudo)
-	}
-	out := append(prefix, s.User)
-	if !s.InteractiveSudo && prefix[0] == "sudo" {
-		out = append(out[:1], append([]string{"-n"}, out[1:]...)...)
-	}
-	return append(out, argv...)
+	return n.first()
 }
+
+// first is the agent home of the node's first profile: the one that
+// imports closures and answers status.
+func (n *nodeRun) first() *agentHome { return n.homes[0] }
 
 // connect opens the node's connection and installs the agent.
 func (n *nodeRun) connect(ctx context.Context) (Status, error) {
@@ -339,9 +343,10 @@ func (n *nodeRun) connect(ctx context.Context) (Status, error) {
 		return StatusUnreachable, err
 	}
 	n.emit(PhaseAgent, "checking agent")
-	n.agentPath, err = installAgent(ctx, c, n.e.Agents, n.stateDir)
-	if err != nil {
-		return StatusFailed, fmt.Errorf("install agent: %w", err)
+	for _, h := range n.homes {
+		if err := h.install(ctx, c, n.e.Agents); err != nil {
+			return StatusFailed, fmt.Errorf("install agent: %w", err)
+		}
 	}
 	return "", nil
 }
@@ -389,7 +394,7 @@ func (n *nodeRun) prepare(ctx context.Context) (Status, error) {
 		n.res.CopyRoute = "deployer → " + n.node.Name
 		topts := transfer.Options{Substitute: !n.node.Settings.FastConnection, Progress: progress}
 		if n.compress() {
-			topts.CompressedImport = n.agentArgv(agent.ImportArgv(n.agentPath, true))
+			topts.CompressedImport = n.first().argv(agent.ImportArgv(n.first().path, true))
 			n.res.CopyRoute += " (zstd)"
 		}
 		if n.closures != nil {
@@ -425,7 +430,7 @@ func (n *nodeRun) activate(ctx context.Context) (Status, error) {
 	defer func() { n.res.Timings.Activate = Seconds(time.Since(actStart)) }()
 	for i, p := range n.node.Profiles {
 		req := n.request(p, p.OutPath, n.opts.Action, fmt.Sprintf("%s-%d-%d", n.opts.DeployID, n.index, i))
-		res, err := n.runAgent(ctx, req, p.Name)
+		res, err := n.runAgent(ctx, p, req, p.Name)
 		pr := ProfileResult{Profile: p.Name, Path: p.OutPath, Previous: res.Previous, Generation: res.Generation}
 		status, perr := mapAgentResult(res, err)
 		pr.Status = status
@@ -495,8 +500,10 @@ func (n *nodeRun) request(p *fleet.Profile, closure string, action agent.Action,
 	}
 }
 
-func (n *nodeRun) runAgent(ctx context.Context, req agent.Request, label string) (agent.Result, error) {
-	a := &activation{n: n, req: req, dir: agent.DeployDir(n.stateDir, req.DeployID), label: label}
+// runAgent activates req with the agent of profile p's user.
+func (n *nodeRun) runAgent(ctx context.Context, p *fleet.Profile, req agent.Request, label string) (agent.Result, error) {
+	h := n.home(p)
+	a := &activation{n: n, home: h, req: req, dir: agent.DeployDir(h.stateDir, req.DeployID), label: label}
 	return a.run(ctx)
 }
 
@@ -568,7 +575,7 @@ func (n *nodeRun) rollbackProfiles(ctx context.Context, reason string) error {
 			// goes, as if the deploy had not happened.
 			req.Revert = &agent.Revert{Generation: d.gen, Path: d.closure, To: d.prevGen}
 		}
-		res, err := n.runAgent(context.WithoutCancel(ctx), req, "rollback of "+d.profile.Name)
+		res, err := n.runAgent(context.WithoutCancel(ctx), d.profile, req, "rollback of "+d.profile.Name)
 		st, err := mapAgentResult(res, err)
 		if !st.OK() {
 			errs = append(errs, fmt.Errorf("profile %s: roll back to %s: %w", d.profile.Name, d.previous, err))

@@ -1,0 +1,105 @@
+package deploy
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+
+	"github.com/tetherdeploy/tether/pkg/remote"
+	"github.com/tetherdeploy/tether/pkg/remote/remotetest"
+)
+
+// orderServer is an in-process SSH server whose commands run on this
+// machine as root, recording what the deployer ran, and a state dir for
+// root in a private directory of this machine's /var/lib (/tmp, every
+// user's, is refused).
+func orderServer(t *testing.T) (*remote.Client, *remotetest.Server, string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("the agent's state dir for root must be in a directory only root can write: needs root")
+	}
+	base, err := os.MkdirTemp("/var/lib", "tether-order-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	signer := remotetest.NewSigner(t)
+	srv := remotetest.NewServer(t, remotetest.Options{Name: "h01", AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}})
+	keys := remote.NewHostKeys()
+	if err := keys.AddKnownHosts([]byte(srv.KnownHosts()), "test"); err != nil {
+		t.Fatal(err)
+	}
+	d := &remote.Dialer{Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeys: keys, DefaultUser: "root", DialTimeout: 10 * time.Second}
+	c, err := d.Dial(context.Background(), remote.Target{Name: "h01", Host: "127.0.0.1", Port: srv.Port()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, srv, base
+}
+
+// step names what a recorded command did, by the program it ran.
+func step(e remotetest.Exec) string {
+	switch {
+	case strings.Contains(e.Command, "uname -m"):
+		return "check"
+	case strings.Contains(e.Command, "mkdir -m"):
+		return "mkdir"
+	case strings.Contains(e.Command, "exec sha256sum"):
+		return "sum"
+	case strings.Contains(e.Command, "gzip -dc"):
+		return "receive"
+	case strings.Contains(e.Command, "mv -f"):
+		return "commit"
+	case strings.Contains(e.Command, "exec rm -f"):
+		return "remove"
+	}
+	return e.Command
+}
+
+// TestInstallChecksBeforeItUploadsAndHashesBeforeItRenames shows the order
+// that closes the old race: the directory is checked before anything is
+// sent, and the upload's hash is checked before it is renamed into place —
+// an upload that does not hash right never becomes the agent.
+func TestInstallChecksBeforeItUploadsAndHashesBeforeItRenames(t *testing.T) {
+	c, srv, base := orderServer(t)
+	src := newFileAgent(t, 64<<10)
+	h := newAgentHome("h01", rootSettings(base))
+	if err := h.install(context.Background(), c, src); err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for _, e := range srv.Execs() {
+		steps = append(steps, step(e))
+	}
+	if want := []string{"check", "mkdir", "check", "sum", "receive", "commit"}; !slices.Equal(steps, want) {
+		t.Errorf("install ran %q, want %q", steps, want)
+	}
+
+	// An upload whose hash is not the one expected is removed, not
+	// renamed into place.
+	wrong := src
+	wrong.sum = strings.Repeat("0", 64)
+	before := len(srv.Execs())
+	err := newAgentHome("h01", rootSettings(base)).install(context.Background(), c, wrong)
+	if err == nil || !strings.Contains(err.Error(), "has sha256 \""+src.sum+"\", want "+wrong.sum) {
+		t.Fatalf("install of an agent that hashes wrong = %v", err)
+	}
+	steps = nil
+	for _, e := range srv.Execs()[before:] {
+		steps = append(steps, step(e))
+	}
+	if want := []string{"check", "sum", "receive", "remove"}; !slices.Equal(steps, want) {
+		t.Errorf("install of a wrong upload ran %q, want %q", steps, want)
+	}
+	entries, _ := os.ReadDir(filepath.Join(base, "tether"))
+	if len(entries) != 1 || entries[0].Name() != "agent-"+src.sum {
+		t.Errorf("state dir holds %v, want only the first agent", entries)
+	}
+}
