@@ -33,15 +33,15 @@ type builder struct {
 	name  string // node name or address, for messages
 	conn  *conn
 	store *nix.Runner
-	// gcRoot is the directory on the builder rooting its outputs until the
-	// run ends.
-	gcRoot string
+	// dir is the builder's private directory for this run (see workDir):
+	// the GC roots of its outputs, the host keys it is handed.
+	dir   string
+	dirMu sync.Mutex
 	// self is set when the builder is the node itself.
 	self *nodeRun
 	runs []*nodeRun
 
-	lanKH string // known_hosts file uploaded for LAN copies, once
-	khMu  sync.Mutex
+	khMu sync.Mutex
 }
 
 // builderName says where a node's closure is built: "" for the deployer.
@@ -131,8 +131,11 @@ func (e *Engine) buildOn(ctx context.Context, name string, runs []*nodeRun, opts
 		return nil, fmt.Errorf("copy derivations to build host %s: %w", name, err)
 	}
 	say(fmt.Sprintf("sent %d derivation paths (%s); building", st.Sent, HumanBytes(st.SentBytes)))
-	b.gcRoot = "/tmp/tether-gcroots-" + opts.DeployID
-	outs, err := b.store.Realise(ctx, drvs, b.gcRoot)
+	dir, err := b.workDir(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	outs, err := b.store.Realise(ctx, drvs, dir+"/gcroots")
 	if err != nil {
 		e.emit(Event{Phase: PhaseBuild, Message: "on " + name + ": build failed"})
 		return nil, fmt.Errorf("build on %s: %w", name, err)
@@ -148,16 +151,47 @@ func (e *Engine) buildOn(ctx context.Context, name string, runs []*nodeRun, opts
 	return b, nil
 }
 
-// close removes the builder's GC roots and connection.
+// workDir returns the builder's private directory for this run, made on
+// first use with mktemp -d: a fresh name, created by this user with mode
+// 0700. A fixed name in /tmp (tether-lan, tether-gcroots-<run>) let any
+// user of the build host create it first, or a symbolic link in its place,
+// and have the deployer write GC roots and a known_hosts file as root
+// wherever that pointed.
+func (b *builder) workDir(ctx context.Context, c *remote.Client) (string, error) {
+	b.dirMu.Lock()
+	defer b.dirMu.Unlock()
+	if b.dir != "" {
+		return b.dir, nil
+	}
+	out, err := c.Output(ctx, "mktemp", "-d", "/tmp/tether.XXXXXXXXXX")
+	if err != nil {
+		return "", fmt.Errorf("make a private directory on build host %s: %w", b.name, err)
+	}
+	dir := strings.TrimSuffix(string(out), "\n")
+	name, ok := strings.CutPrefix(dir, "/tmp/tether.")
+	if !ok || name == "" || strings.IndexFunc(name, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	}) >= 0 {
+		return "", fmt.Errorf("make a private directory on build host %s: mktemp answered %q", b.name, out)
+	}
+	b.dir = dir
+	return dir, nil
+}
+
+// close removes the builder's directory (its GC roots with it) and
+// connection.
 func (b *builder) close(ctx context.Context) {
 	if b == nil {
 		return
 	}
-	if b.gcRoot != "" {
+	b.dirMu.Lock()
+	dir := b.dir
+	b.dir = ""
+	b.dirMu.Unlock()
+	if dir != "" {
 		if c, err := b.conn.client(ctx); err == nil {
-			c.Output(context.WithoutCancel(ctx), "rm", "-rf", b.gcRoot)
+			c.Output(context.WithoutCancel(ctx), "rm", "-rf", dir)
 		}
-		b.gcRoot = ""
 	}
 	b.conn.drop()
 }
@@ -350,28 +384,22 @@ func (n *nodeRun) lanCopy(ctx context.Context, target *remote.Client, r lanRoute
 	return nil
 }
 
-// knownHosts uploads (once per build host and node address) a known_hosts
+// knownHosts uploads, into the builder's private directory, a known_hosts
 // file holding the node's verified key.
 func (b *builder) knownHosts(ctx context.Context, c *remote.Client, r lanRoute, key ssh.PublicKey) (string, error) {
 	b.khMu.Lock()
 	defer b.khMu.Unlock()
-	addr := knownhosts.Normalize(net.JoinHostPort(r.host, strconv.Itoa(r.port)))
-	line := knownhosts.Line([]string{addr}, key) + "\n"
-	path := b.gcRootOr() + "/known_hosts-" + sanitize(addr)
-	if _, err := c.Output(ctx, "mkdir", "-p", "-m", "700", b.gcRootOr()); err != nil {
+	dir, err := b.workDir(ctx, c)
+	if err != nil {
 		return "", err
 	}
+	addr := knownhosts.Normalize(net.JoinHostPort(r.host, strconv.Itoa(r.port)))
+	line := knownhosts.Line([]string{addr}, key) + "\n"
+	path := dir + "/known_hosts-" + sanitize(addr)
 	if err := c.Upload(ctx, strings.NewReader(line), path, 0o600); err != nil {
 		return "", fmt.Errorf("hand the node's host key to %s: %w", b.name, err)
 	}
 	return path, nil
-}
-
-func (b *builder) gcRootOr() string {
-	if b.gcRoot != "" {
-		return b.gcRoot
-	}
-	return "/tmp/tether-lan"
 }
 
 func sanitize(s string) string {
