@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -26,12 +27,14 @@ type fileAgent struct{ path, sum string }
 
 func (a fileAgent) Agent(string) (string, string, error) { return a.path, a.sum, nil }
 
-// newFileAgent writes size random bytes as "the agent": large enough that
-// an upload takes a while, so a race has room.
+// newFileAgent writes "the agent": a program that prints "agent ran",
+// padded with size random bytes so that an upload takes a while and a
+// race has room.
 func newFileAgent(t *testing.T, size int) fileAgent {
 	t.Helper()
-	data := make([]byte, size)
-	rand.Read(data)
+	pad := make([]byte, size)
+	rand.Read(pad)
+	data := append([]byte("#!/bin/sh\necho agent ran\nexit 0\n"), hex.EncodeToString(pad)...)
 	path := filepath.Join(t.TempDir(), "tether-agent")
 	if err := os.WriteFile(path, data, 0o755); err != nil {
 		t.Fatal(err)
@@ -236,13 +239,15 @@ func TestAgentInstall(t *testing.T) {
 }
 
 // TestConcurrentInstallsDoNotClobber: deploys that install the same agent
-// on one node at once each upload to a name of their own, so none reads
-// another's half-written file; all succeed with the checked agent in
-// place, and no upload is left behind.
+// on one node at once, each starting while the others are half way, each
+// upload to a name of their own, so none truncates another's upload under
+// it; all succeed with the checked agent in place, and no upload is left
+// behind.
 func TestConcurrentInstallsDoNotClobber(t *testing.T) {
 	a := startAgentHost(t)
 	src := newFileAgent(t, 8<<20)
-	for round := range 3 {
+	payloadFor(src.path, src.sum) // compressed once, before: the installs start apart
+	for round := range 5 {
 		a.sh(t, `rm -rf /var/lib/tether && mkdir -m 700 /var/lib/tether`)
 		const n = 4
 		clients := make([]*remote.Client, n)
@@ -255,7 +260,17 @@ func TestConcurrentInstallsDoNotClobber(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				errs[i] = newAgentHome("h01", rootSettings("")).install(context.Background(), clients[i], src)
+				time.Sleep(time.Duration(i) * 40 * time.Millisecond)
+				h := newAgentHome("h01", rootSettings(""))
+				if errs[i] = h.install(context.Background(), clients[i], src); errs[i] != nil {
+					return
+				}
+				// Run at once, as a deploy does: no other upload may
+				// still be writing into it ("text file busy").
+				out, err := clients[i].Output(context.Background(), h.path)
+				if err != nil || string(out) != "agent ran\n" {
+					errs[i] = fmt.Errorf("run the agent just installed: %q, %w", out, err)
+				}
 			}()
 		}
 		wg.Wait()

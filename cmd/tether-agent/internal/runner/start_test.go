@@ -398,7 +398,7 @@ func TestStartRefusesProfileOthersControl(t *testing.T) {
 	req.ProfilePath = filepath.Join(userDir, "home")
 	h.r.Spawn = func(context.Context, []string, []string, string) error {
 		t.Error("the runner was started for a profile alice controls")
-		return nil
+		return errors.New("not started in this test")
 	}
 	_, err := h.r.Start(context.Background(), req, agent.DetachSetsid)
 	if agent.Code(err) != agent.CodeUnsafeProfile || !strings.Contains(err.Error(), userDir+" belongs to uid 4242") {
