@@ -127,7 +127,7 @@ func (a *activation) run(ctx context.Context) (agent.Result, error) {
 			return agent.Result{}, fmt.Errorf("%s: the agent never started: %w", a.label, err)
 		}
 		if sentTooMuch(err) {
-			return agent.Result{}, fmt.Errorf("follow %s: %w", a.label, err)
+			return agent.Result{}, fmt.Errorf("%w: stopped following %s: %w", errUncertain, a.label, err)
 		}
 		if settle.Err() != nil {
 			return agent.Result{}, fmt.Errorf("%w: lost contact during %s and could not reconnect before %s: %v",

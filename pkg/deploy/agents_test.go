@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/tetherdeploy/tether/pkg/agent"
+	"github.com/tetherdeploy/tether/pkg/fleet"
 	"github.com/tetherdeploy/tether/pkg/remote"
 	"github.com/tetherdeploy/tether/pkg/remote/remotetest"
 )
@@ -101,5 +103,45 @@ func TestInstallChecksBeforeItUploadsAndHashesBeforeItRenames(t *testing.T) {
 	entries, _ := os.ReadDir(filepath.Join(base, "tether"))
 	if len(entries) != 1 || entries[0].Name() != "agent-"+src.sum {
 		t.Errorf("state dir holds %v, want only the first agent", entries)
+	}
+}
+
+// TestFloodingNodeIsNotFollowedForEver: a node whose event log streams
+// without end (an activation printing for ever, or a node lying) is cut at
+// the transport's bound, and the deployer stops following it at once,
+// saying so, instead of reconnecting into the same flood until its
+// deadline.
+func TestFloodingNodeIsNotFollowedForEver(t *testing.T) {
+	dir := t.TempDir()
+	fake := filepath.Join(dir, "agent")
+	script := `#!/bin/sh
+case "$1" in
+start) echo '{"ok":true,"deployId":"d"}' ;;
+follow) exec yes '{"seq":1,"type":"log","stream":"stdout","line":"flood"}' ;;
+esac
+`
+	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	signer := remotetest.NewSigner(t)
+	srv := remotetest.NewServer(t, remotetest.Options{Name: "h01", AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}})
+	keys := remote.NewHostKeys()
+	if err := keys.AddKnownHosts([]byte(srv.KnownHosts()), "test"); err != nil {
+		t.Fatal(err)
+	}
+	d := &remote.Dialer{Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeys: keys, DefaultUser: "root", DialTimeout: 10 * time.Second}
+	target := remote.Target{Name: "h01", Host: "127.0.0.1", Port: srv.Port()}
+	n := &nodeRun{e: &Engine{Dialer: d}, node: &fleet.Node{Name: "h01"}, dialer: d, conn: &conn{dialer: d, target: target}}
+	defer n.conn.drop()
+	a := &activation{n: n, home: &agentHome{path: fake, stateDir: dir}, dir: filepath.Join(dir, "d"), label: "system",
+		req: agent.Request{DeployID: "d", ActivationTimeout: agent.Duration(time.Minute), ConfirmTimeout: agent.Duration(time.Minute)}}
+	start := time.Now()
+	_, err := a.run(context.Background())
+	st, err := mapAgentResult(agent.Result{}, err)
+	if st != StatusUncertain || err == nil || !strings.Contains(err.Error(), "stopped following system: node h01 sent more than 16 MiB on stdout answering "+fake+" follow") {
+		t.Fatalf("status %s, error %v; want uncertain, saying the node sent too much", st, err)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("took %s to give up on the flood", took)
 	}
 }

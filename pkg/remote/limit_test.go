@@ -90,3 +90,30 @@ func readPid(t *testing.T, dir string) int {
 	})
 	return pid
 }
+
+// TestGateReportsAByteBeyondAnExactBound: output that meets the bound
+// exactly in one write and goes on in the next is stopped too.
+func TestGateReportsAByteBeyondAnExactBound(t *testing.T) {
+	failed := make(chan error, 2)
+	var got bytes.Buffer
+	over := errors.New("over")
+	g := &gate{w: &got, failed: failed, max: 8, over: over}
+	g.Write([]byte("12345678"))
+	select {
+	case err := <-failed:
+		t.Fatalf("reported %v at exactly the bound", err)
+	default:
+	}
+	g.Write([]byte("9"))
+	select {
+	case err := <-failed:
+		if err != over {
+			t.Errorf("reported %v", err)
+		}
+	default:
+		t.Fatal("a byte past the bound was not reported")
+	}
+	if got.String() != "12345678" {
+		t.Errorf("passed %q, want the bound's worth", got.String())
+	}
+}

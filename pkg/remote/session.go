@@ -494,12 +494,13 @@ func (g *gate) emit(p []byte) {
 		return
 	}
 	if g.max > 0 {
-		if g.n >= g.max {
-			return // over the bound already; Run is stopping the command
-		}
+		// A byte past the bound stops the command, even when the bound
+		// was met exactly by the write before.
 		if room := g.max - g.n; int64(len(p)) > room {
 			g.n = g.max
-			g.pass(p[:room])
+			if room > 0 {
+				g.pass(p[:room])
+			}
 			g.off = true
 			g.report(g.over)
 			return
