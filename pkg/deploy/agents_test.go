@@ -87,7 +87,7 @@ func TestInstallChecksBeforeItUploadsAndHashesBeforeItRenames(t *testing.T) {
 	// An upload whose hash is not the one expected is removed, not
 	// renamed into place.
 	wrong := src
-	wrong.sum = strings.Repeat("0", 64)
+	wrong.sum = newFileAgent(t, 1).sum // another content's
 	before := len(srv.Execs())
 	err := newAgentHome("h01", rootSettings(base)).install(context.Background(), c, wrong)
 	if err == nil || !strings.Contains(err.Error(), "has sha256 \""+src.sum+"\", want "+wrong.sum) {
