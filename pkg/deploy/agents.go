@@ -125,7 +125,7 @@ func (h *agentHome) argv(argv []string) []string {
 	return append(slices.Clone(h.prefix), argv...)
 }
 
-// run runs a fixed shell program as the home's user with args as its
+// output runs a fixed shell program as the home's user with args as its
 // positional parameters: paths and modes reach it only as data.
 func (h *agentHome) output(ctx context.Context, c *remote.Client, script string, args ...string) ([]byte, error) {
 	return c.Output(ctx, h.argv(append([]string{"sh", "-c", script, "sh"}, args...))...)
@@ -158,13 +158,12 @@ done`
 	commitScript = `chmod 755 "$1" && mv -f "$1" "$2"`
 )
 
-// installAgent makes sure the home's user has the agent for the node's
+// install makes sure the home's user has the agent for the node's
 // architecture in its state dir, and sets h.stateDir and h.path.
 //
-// The order is what keeps another user of the node out (issue: a user who
-// created /tmp/tether before the first deploy could rename a program of
-// their own over the agent once its hash had been checked, and be run as
-// root):
+// The order is what keeps another user of the node out (a user who made
+// /tmp/tether before the first deploy could rename a program of their own
+// over the agent once its hash had been checked, and be run as root):
 //
 //  1. every existing component of the state dir's path is checked from
 //     here, in one command, before anything is uploaded or run: a real

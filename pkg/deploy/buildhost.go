@@ -163,7 +163,8 @@ func (b *builder) workDir(ctx context.Context, c *remote.Client) (string, error)
 	if b.dir != "" {
 		return b.dir, nil
 	}
-	out, err := c.Output(ctx, "mktemp", "-d", "/tmp/tether.XXXXXXXXXX")
+	// Six X: busybox replaces only the last six.
+	out, err := c.Output(ctx, "mktemp", "-d", "/tmp/tether.XXXXXX")
 	if err != nil {
 		return "", fmt.Errorf("make a private directory on build host %s: %w", b.name, err)
 	}
