@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -28,9 +29,14 @@ import (
 // fastConnection. The fixture's closures are no guide here: its payloads
 // are either repetitive text or deliberately incompressible.
 func benchCompress(ctx context.Context, b *bench) (*section, error) {
-	src := pick(b, filepath.Join(runtime.GOROOT(), "pkg", "tool", runtime.GOOS+"_"+runtime.GOARCH), filepath.Join(runtime.GOROOT(), "bin"))
+	out, err := exec.CommandContext(ctx, "go", "env", "GOROOT").Output()
+	if err != nil {
+		return nil, fmt.Errorf("go env GOROOT: %w", err)
+	}
+	goroot := strings.TrimSpace(string(out))
+	src := pick(b, filepath.Join(goroot, "pkg", "tool", runtime.GOOS+"_"+runtime.GOARCH), filepath.Join(goroot, "bin"))
 	rounds := pick(b, 2, 1)
-	out, err := b.nix(ctx, "nix-store", "--add", src)
+	out, err = b.nix(ctx, "nix-store", "--add", src)
 	if err != nil {
 		return nil, fmt.Errorf("add %s to the store: %w", src, err)
 	}

@@ -38,6 +38,17 @@ tools=$PWD/dist/tools/actionlint-$actionlint_version
 GOBIN=$tools go install "github.com/rhysd/actionlint/cmd/actionlint@$actionlint_version"
 "$tools/actionlint" .github/workflows/*.yml examples/workflows/*.yml
 
+# staticcheck works offline once installed (the first install needs the
+# Go module proxy). govulncheck is not run here: it needs its vulnerability
+# database from the network at every run.
+staticcheck_version=v0.8.2
+echo "== staticcheck $staticcheck_version"
+staticcheck=$(go env GOPATH)/bin/staticcheck
+if ! "$staticcheck" -version 2>/dev/null | grep -q "(${staticcheck_version#v})"; then
+	go install "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version"
+fi
+"$staticcheck" ./...
+
 if [[ -x scripts/build-agents.sh ]]; then
 	echo "== agents"
 	bash scripts/build-agents.sh dist/agents

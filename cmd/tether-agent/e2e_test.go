@@ -40,7 +40,13 @@ func setupE2E(t *testing.T) *e2e {
 	if err != nil {
 		goBin = filepath.Join(os.Getenv("GOROOT"), "bin", "go")
 	}
-	tmp := t.TempDir()
+	// Not under /tmp: the agent refuses, as root, a profile in a directory
+	// every user can write.
+	tmp, err := os.MkdirTemp("/var/lib", "tether-agent-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(tmp) })
 	x := &e2e{t: t, agent: filepath.Join(tmp, "tether-agent"), state: filepath.Join(tmp, "state"),
 		profile: filepath.Join(tmp, "profiles", "system"), history: filepath.Join(tmp, "history")}
 	build := exec.Command(goBin, "build", "-trimpath", "-o", x.agent, ".")

@@ -114,18 +114,10 @@ func (p *planner) dryActivate(ctx context.Context, plans []plan.NodePlan) {
 	if len(todo) == 0 {
 		return
 	}
-	var mu sync.Mutex
-	output := map[string]*strings.Builder{}
+	output := &nodeOutput{max: maxDryActivateOutput}
 	e := s.engine(func(ev deploy.Event) {
 		if ev.Output != "" && ev.Phase == deploy.PhaseActivate {
-			mu.Lock()
-			b := output[ev.Node]
-			if b == nil {
-				b = &strings.Builder{}
-				output[ev.Node] = b
-			}
-			b.WriteString(ev.Output + "\n")
-			mu.Unlock()
+			output.add(ev.Node, ev.Output)
 		}
 		if p.events != nil {
 			p.events(ev)
@@ -138,14 +130,60 @@ func (p *planner) dryActivate(ctx context.Context, plans []plan.NodePlan) {
 	})
 	for _, res := range rep.Results {
 		i := index[res.Node]
-		text := ""
-		if b := output[res.Node]; b != nil {
-			text = b.String()
-		}
+		text, err := output.get(res.Node)
 		d := plan.ParseDryActivate(text)
-		if res.Status != deploy.StatusDryActivated {
+		switch {
+		case res.Status != deploy.StatusDryActivated:
 			d.Error = fmt.Sprintf("dry activation %s: %s", res.Status, res.Error)
+		case err != nil:
+			d.Error = err.Error()
 		}
 		plans[i].DryActivate = &d
 	}
+}
+
+// maxDryActivateOutput bounds what a node's dry activation may print: a
+// real one lists units in a few KiB.
+const maxDryActivateOutput = 1 << 20
+
+// nodeOutput gathers each node's output lines, up to max bytes a node: a
+// node printing without end fails its plan instead of filling memory.
+type nodeOutput struct {
+	max  int
+	mu   sync.Mutex
+	text map[string]*strings.Builder
+	over map[string]bool
+}
+
+func (o *nodeOutput) add(node, line string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.text == nil {
+		o.text, o.over = map[string]*strings.Builder{}, map[string]bool{}
+	}
+	b := o.text[node]
+	if b == nil {
+		b = &strings.Builder{}
+		o.text[node] = b
+	}
+	if o.over[node] || b.Len()+len(line)+1 > o.max {
+		o.over[node] = true
+		return
+	}
+	b.WriteString(line + "\n")
+}
+
+// get returns what node printed, and an error when it printed more than
+// the bound (the text is then what came before it).
+func (o *nodeOutput) get(node string) (string, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	b := o.text[node]
+	if b == nil {
+		return "", nil
+	}
+	if o.over[node] {
+		return b.String(), fmt.Errorf("node %s sent more than %d KiB answering dry-activate; the rest was not read", node, o.max>>10)
+	}
+	return b.String(), nil
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -113,7 +112,7 @@ func TestCompletionScriptsLoad(t *testing.T) {
 // tether binary on PATH, for a partial command line.
 func TestCompletionScriptsComplete(t *testing.T) {
 	bin := t.TempDir()
-	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", filepath.Join(bin, "tether"), "github.com/tetherdeploy/tether/cmd/tether")
+	cmd := exec.Command(testenv.GoCommand(t), "build", "-o", filepath.Join(bin, "tether"), "github.com/tetherdeploy/tether/cmd/tether")
 	testenv.Output(t, cmd)
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "flake.nix"), []byte("{ outputs = { self }: { }; }\n"), 0o644)

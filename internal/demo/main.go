@@ -49,8 +49,6 @@ type step struct {
 	ref  string
 	dir  string
 	env  []string
-	n    int
-	fail bool
 }
 
 func demo(ctx context.Context, out io.Writer) error {

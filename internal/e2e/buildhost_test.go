@@ -19,6 +19,11 @@ func TestBuildOnFrame1CopyOverLAN(t *testing.T) {
 		t.Fatalf("deploy v1 built on frame1: %s", r)
 	}
 
+	// A user of frame1 plants the fixed name the LAN copy's known_hosts
+	// file used to go to: the deployer must not follow it.
+	frame1 := s.fleet.Host(fixture.Frame1)
+	hostSh(ctx, t, frame1, `mkdir -p /var/lib/victim && setpriv --reuid=4242 --regid=4242 --clear-groups -- ln -s /var/lib/victim /tmp/tether-lan`)
+
 	s.setVariant(fixture.RPi, fixture.V2)
 	relay := s.fleet.Relay
 	before := relay.BytesUp() + relay.BytesDown()
@@ -43,8 +48,11 @@ func TestBuildOnFrame1CopyOverLAN(t *testing.T) {
 	if _, err := s.fleet.Host(fixture.Frame1).Exec(ctx, "nix-store", "--check-validity", res.New); err != nil {
 		t.Errorf("the new system is not in frame1's store: %v", err)
 	}
-	if out, _ := s.fleet.Host(fixture.Frame1).Exec(ctx, "sh", "-c", "ls -d /tmp/tether-gcroots-* 2>/dev/null || true"); strings.TrimSpace(string(out)) != "" {
-		t.Errorf("frame1 keeps GC roots after the run: %s", out)
+	if out := hostSh(ctx, t, frame1, "ls -d /tmp/tether.* 2>/dev/null || true"); strings.TrimSpace(out) != "" {
+		t.Errorf("frame1 keeps the run's directory (GC roots, host keys) after the run: %s", out)
+	}
+	if out := hostSh(ctx, t, frame1, "ls -A /var/lib/victim"); out != "" {
+		t.Errorf("the deployer wrote through the link planted at /tmp/tether-lan: %q", out)
 	}
 }
 

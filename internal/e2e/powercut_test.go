@@ -220,9 +220,9 @@ func TestPowerCutAtEachPhase(t *testing.T) {
 			s.holdAt(ctx, "h04", "test", fixture.V2)()
 			open := s.blockNix("h04")
 			s.release(ctx, "h04", "test", fixture.V2)
-			types := s.waitEvent(ctx, "h04", before, agent.EventCommitting)
+			s.waitEvent(ctx, "h04", before, agent.EventCommitting)
 			time.Sleep(500 * time.Millisecond)
-			if types = s.waitEvent(ctx, "h04", before, agent.EventCommitting); slices.Contains(types, string(agent.EventProfileSet)) {
+			if types := s.waitEvent(ctx, "h04", before, agent.EventCommitting); slices.Contains(types, string(agent.EventProfileSet)) {
 				t.Fatalf("the profile was set already: %q", types)
 			}
 			return open

@@ -3,7 +3,9 @@ package testenv
 import (
 	"bytes"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -56,4 +58,26 @@ func Serve(t testing.TB, network, address string, handle func(net.Conn)) net.Add
 		}
 	})
 	return ln.Addr()
+}
+
+// GoCommand is the go command that runs this test: the one on PATH, else
+// the one beside the test's toolchain ($GOROOT/bin/go, as `go test` sets
+// GOROOT for its children). Tests that build a binary use it.
+func GoCommand(t testing.TB) string {
+	t.Helper()
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	if root := os.Getenv("GOROOT"); root != "" {
+		if p := filepath.Join(root, "bin", "go"); fileExists(p) {
+			return p
+		}
+	}
+	t.Fatal("no go command on PATH and no $GOROOT/bin/go: a test needs it to build a binary")
+	return ""
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

@@ -115,7 +115,6 @@ func withoutVar(env []string, name string) []string {
 type fakeT struct {
 	testing.TB
 	fatal string
-	logs  []string
 }
 
 func (f *fakeT) Helper() {}

@@ -290,11 +290,11 @@ func (h *Host) prepareDir(authorized []byte) error {
 		path string
 		mode os.FileMode
 	}{
-		{"nix/store", 0o1775},
+		{"nix/store", os.ModeSticky | 0o775},
 		{"nix/var/nix/userpool", 0o755},
 		{"run/testhost", 0o755},
 		{"run/sshd", 0o755},
-		{"tmp", 0o1777},
+		{"tmp", os.ModeSticky | 0o777},
 		{"var/lib", 0o755},
 		{"boot/loader", 0o755},
 		{"root", 0o700},

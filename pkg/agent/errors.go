@@ -23,6 +23,7 @@ const (
 	CodeRunnerGone     ErrorCode = "runner-gone"
 	CodeStartTimeout   ErrorCode = "start-timeout"
 	CodeUnsafeStateDir ErrorCode = "unsafe-state-dir"
+	CodeUnsafeProfile  ErrorCode = "unsafe-profile"
 	CodeInternal       ErrorCode = "internal"
 )
 

@@ -165,10 +165,22 @@ func NewEventReader(r io.Reader, offset int64) *EventReader {
 // Offset is the log offset just past the last event Next returned.
 func (er *EventReader) Offset() int64 { return er.offset }
 
+// MaxEventLine bounds one line of the event log as the deployer reads it.
+// The runner writes activation output a line per event, cut well below
+// this; a longer line comes from something that is not the runner, and
+// reading it whole would let a node fill the deployer's memory.
+const MaxEventLine = 1 << 20
+
+// ErrEventTooLong is a line of the event log longer than MaxEventLine.
+var ErrEventTooLong = fmt.Errorf("event log line longer than %d bytes", MaxEventLine)
+
 // Next returns the next complete event. A partial last line is not an
 // event: io.ErrUnexpectedEOF tells the caller to resume from Offset.
 func (er *EventReader) Next() (Event, error) {
-	line, err := er.r.ReadBytes('\n')
+	line, err := er.readLine()
+	if errors.Is(err, ErrEventTooLong) {
+		return Event{}, fmt.Errorf("at offset %d: %w", er.offset, err)
+	}
 	if err != nil {
 		if errors.Is(err, io.EOF) && len(line) > 0 {
 			return Event{}, io.ErrUnexpectedEOF
@@ -181,4 +193,19 @@ func (er *EventReader) Next() (Event, error) {
 	}
 	er.offset += int64(len(line))
 	return e, nil
+}
+
+// readLine reads up to and including '\n', at most MaxEventLine bytes.
+func (er *EventReader) readLine() ([]byte, error) {
+	var line []byte
+	for {
+		frag, err := er.r.ReadSlice('\n')
+		if len(line)+len(frag) > MaxEventLine {
+			return nil, ErrEventTooLong
+		}
+		line = append(line, frag...)
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return line, err
+		}
+	}
 }

@@ -20,3 +20,36 @@ func TestEventReaderPartialLine(t *testing.T) {
 		t.Errorf("offset = %d, want %d", er.Offset(), want)
 	}
 }
+
+// TestEventReaderRefusesEndlessLine: a node that sends a line without end
+// is refused after MaxEventLine bytes, not read into memory whole.
+func TestEventReaderRefusesEndlessLine(t *testing.T) {
+	endless := &countingReader{r: io.MultiReader(strings.NewReader(`{"seq":1,"type":"log","line":"`), zeros{})}
+	er := NewEventReader(endless, 0)
+	if _, err := er.Next(); !errors.Is(err, ErrEventTooLong) {
+		t.Fatalf("Next = %v, want ErrEventTooLong", err)
+	}
+	if endless.n > MaxEventLine+128<<10 {
+		t.Errorf("read %d bytes of one line before refusing it, want about %d", endless.n, MaxEventLine)
+	}
+}
+
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = '0'
+	}
+	return len(p), nil
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}

@@ -64,6 +64,7 @@ func (s *conn) drop() {
 // activation runs one agent deploy on a node and follows it to its end.
 type activation struct {
 	n     *nodeRun
+	home  *agentHome // whose agent runs it: the profile's user's
 	req   agent.Request
 	dir   string
 	label string // what is activated, for messages: "system" or "rollback"
@@ -138,6 +139,9 @@ func (a *activation) run(ctx context.Context) (agent.Result, error) {
 		var ae *agent.Error
 		if errors.As(err, &ae) && ae.Code == agent.CodeNotFound && offset == 0 {
 			return agent.Result{}, fmt.Errorf("%s: the agent never started: %w", a.label, err)
+		}
+		if sentTooMuch(err) {
+			return agent.Result{}, fmt.Errorf("%w: stopped following %s: %w", errUncertain, a.label, err)
 		}
 		if settle.Err() != nil {
 			if a.isRebooting() || a.req.Reboot && !a.isBooted() {
@@ -238,7 +242,7 @@ func (a *activation) rebootedWithoutEnd(ctx context.Context, c *remote.Client, o
 	a.mu.Lock()
 	before := a.bootID
 	a.mu.Unlock()
-	st, serr := a.n.agentStatusOn(ctx, c, a.req.ProfilePath)
+	st, serr := a.n.agentStatusOn(ctx, c, a.home, a.req.ProfilePath)
 	if serr != nil || before == "" || st.BootID == "" || st.BootID == before {
 		return nil
 	}
@@ -268,7 +272,7 @@ func (a *activation) start(ctx context.Context) error {
 	}
 	var out bytes.Buffer
 	err = c.Run(ctx, remote.Cmd{
-		Argv:   n.agentArgv(agent.StartArgv(n.agentPath, n.stateDir)),
+		Argv:   a.home.argv(agent.StartArgv(a.home.path, a.home.stateDir)),
 		Stdin:  bytes.NewReader(body),
 		Stdout: &out,
 	})
@@ -291,14 +295,13 @@ func (a *activation) start(ctx context.Context) error {
 // and returns the result once the deploy is done. A nil result with a nil
 // error means the stream ended early (the connection dropped).
 func (a *activation) follow(ctx context.Context, c *remote.Client, offset *int64, on func(agent.Event)) (*agent.Result, error) {
-	n := a.n
 	pr, pw := io.Pipe()
 	var stdout bytes.Buffer // the agent's error reply, if any, when nothing was streamed
 	runErr := make(chan error, 1)
 	start := *offset
 	go func() {
 		err := c.Run(ctx, remote.Cmd{
-			Argv:   n.agentArgv(agent.FollowArgv(n.agentPath, a.dir, start)),
+			Argv:   a.home.argv(agent.FollowArgv(a.home.path, a.dir, start)),
 			Stdout: io.MultiWriter(pw, &limitedBuffer{b: &stdout, max: 4096}),
 		})
 		pw.CloseWithError(err)
@@ -390,7 +393,7 @@ func (a *activation) confirmFresh(ctx context.Context, deadline time.Time) error
 	}
 	var out bytes.Buffer
 	err = fresh.Run(dctx, remote.Cmd{
-		Argv:   n.agentArgv(agent.ConfirmArgv(n.agentPath, a.dir)),
+		Argv:   a.home.argv(agent.ConfirmArgv(a.home.path, a.dir)),
 		Stdin:  bytes.NewReader([]byte(a.req.Token + "\n")),
 		Stdout: &out,
 	})

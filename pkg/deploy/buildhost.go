@@ -32,15 +32,15 @@ type builder struct {
 	name  string // node name or address, for messages
 	conn  *conn
 	store *nix.Runner
-	// gcRoot is the directory on the builder rooting its outputs until the
-	// run ends.
-	gcRoot string
+	// dir is the builder's private directory for this run (see workDir):
+	// the GC roots of its outputs, the host keys it is handed.
+	dir   string
+	dirMu sync.Mutex
 	// self is set when the builder is the node itself.
 	self *nodeRun
 	runs []*nodeRun
 
-	lanKH string // known_hosts file uploaded for LAN copies, once
-	khMu  sync.Mutex
+	khMu sync.Mutex
 }
 
 // builderName says where a node's closure is built: "" for the deployer.
@@ -113,8 +113,11 @@ func (e *Engine) buildOn(ctx context.Context, name string, runs []*nodeRun, opts
 		return nil, fmt.Errorf("copy derivations to build host %s: %w", name, err)
 	}
 	say(fmt.Sprintf("sent %d derivation paths (%s); building", st.Sent, HumanBytes(st.SentBytes)))
-	b.gcRoot = "/tmp/tether-gcroots-" + opts.DeployID
-	outs, err := b.store.Realise(ctx, drvs, b.gcRoot)
+	dir, err := b.workDir(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	outs, err := b.store.Realise(ctx, drvs, dir+"/gcroots")
 	if err != nil {
 		e.emit(Event{Phase: PhaseBuild, Message: "on " + name + ": build failed"})
 		return nil, fmt.Errorf("build on %s: %w", name, err)
@@ -130,16 +133,48 @@ func (e *Engine) buildOn(ctx context.Context, name string, runs []*nodeRun, opts
 	return b, nil
 }
 
-// close removes the builder's GC roots and connection.
+// workDir returns the builder's private directory for this run, made on
+// first use with mktemp -d: a fresh name, created by this user with mode
+// 0700. A fixed name in /tmp (tether-lan, tether-gcroots-<run>) let any
+// user of the build host create it first, or a symbolic link in its place,
+// and have the deployer write GC roots and a known_hosts file as root
+// wherever that pointed.
+func (b *builder) workDir(ctx context.Context, c *remote.Client) (string, error) {
+	b.dirMu.Lock()
+	defer b.dirMu.Unlock()
+	if b.dir != "" {
+		return b.dir, nil
+	}
+	// Six X: busybox replaces only the last six.
+	out, err := c.Output(ctx, "mktemp", "-d", "/tmp/tether.XXXXXX")
+	if err != nil {
+		return "", fmt.Errorf("make a private directory on build host %s: %w", b.name, err)
+	}
+	dir := strings.TrimSuffix(string(out), "\n")
+	name, ok := strings.CutPrefix(dir, "/tmp/tether.")
+	if !ok || name == "" || strings.IndexFunc(name, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	}) >= 0 {
+		return "", fmt.Errorf("make a private directory on build host %s: mktemp answered %q", b.name, out)
+	}
+	b.dir = dir
+	return dir, nil
+}
+
+// close removes the builder's directory (its GC roots with it) and
+// connection.
 func (b *builder) close(ctx context.Context) {
 	if b == nil {
 		return
 	}
-	if b.gcRoot != "" {
+	b.dirMu.Lock()
+	dir := b.dir
+	b.dir = ""
+	b.dirMu.Unlock()
+	if dir != "" {
 		if c, err := b.conn.client(ctx); err == nil {
-			c.Output(context.WithoutCancel(ctx), "rm", "-rf", b.gcRoot)
+			c.Output(context.WithoutCancel(ctx), "rm", "-rf", dir)
 		}
-		b.gcRoot = ""
 	}
 	b.conn.drop()
 }
@@ -313,7 +348,8 @@ func (n *nodeRun) lanCopy(ctx context.Context, target *remote.Client, r lanRoute
 		part := missing[start:min(start+1000, len(missing))]
 		var stderr bytes.Buffer
 		argv := append([]string{"sh", "-c", script, "sh"}, part...)
-		err := bc.Run(ctx, remote.Cmd{Argv: argv, ForwardAgent: true, Stderr: &limitedBuffer{b: &stderr, max: 8192}})
+		// One ssh connection per batch, one hop: one signature.
+		err := bc.Run(ctx, remote.Cmd{Argv: argv, ForwardAgent: true, AgentSignatures: 1, Stderr: &limitedBuffer{b: &stderr, max: 8192}})
 		if err != nil {
 			return fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
 		}
@@ -330,28 +366,22 @@ func (n *nodeRun) lanCopy(ctx context.Context, target *remote.Client, r lanRoute
 	return nil
 }
 
-// knownHosts uploads (once per build host and node address) a known_hosts
+// knownHosts uploads, into the builder's private directory, a known_hosts
 // file holding the node's verified key.
 func (b *builder) knownHosts(ctx context.Context, c *remote.Client, r lanRoute, key ssh.PublicKey) (string, error) {
 	b.khMu.Lock()
 	defer b.khMu.Unlock()
-	addr := knownhosts.Normalize(net.JoinHostPort(r.host, strconv.Itoa(r.port)))
-	line := knownhosts.Line([]string{addr}, key) + "\n"
-	path := b.gcRootOr() + "/known_hosts-" + sanitize(addr)
-	if _, err := c.Output(ctx, "mkdir", "-p", "-m", "700", b.gcRootOr()); err != nil {
+	dir, err := b.workDir(ctx, c)
+	if err != nil {
 		return "", err
 	}
+	addr := knownhosts.Normalize(net.JoinHostPort(r.host, strconv.Itoa(r.port)))
+	line := knownhosts.Line([]string{addr}, key) + "\n"
+	path := dir + "/known_hosts-" + sanitize(addr)
 	if err := c.Upload(ctx, strings.NewReader(line), path, 0o600); err != nil {
 		return "", fmt.Errorf("hand the node's host key to %s: %w", b.name, err)
 	}
 	return path, nil
-}
-
-func (b *builder) gcRootOr() string {
-	if b.gcRoot != "" {
-		return b.gcRoot
-	}
-	return "/tmp/tether-lan"
 }
 
 func sanitize(s string) string {
@@ -363,26 +393,52 @@ func sanitize(s string) string {
 	}, s)
 }
 
-// prefixWriter turns a byte stream into one call per line.
+// prefixWriter turns a byte stream into one call per line. A line longer
+// than maxLogLine is cut: a build host's log is shown line by line, and a
+// line without end must not grow in memory.
 type prefixWriter struct {
 	emit func(string)
 	buf  []byte
+	skip bool // the rest of a cut line is dropped up to its newline
 	mu   sync.Mutex
 }
+
+// maxLogLine bounds one line of a build log as it is shown.
+const maxLogLine = 8 << 10
 
 func (p *prefixWriter) Write(b []byte) (int, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.buf = append(p.buf, b...)
-	for {
-		i := bytes.IndexByte(p.buf, '\n')
-		if i < 0 {
-			break
+	n := len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if p.skip {
+			if i < 0 {
+				return n, nil
+			}
+			p.skip = false
+			b = b[i+1:]
+			continue
 		}
-		p.emit(string(p.buf[:i]))
-		p.buf = p.buf[i+1:]
+		if i < 0 {
+			p.buf = append(p.buf, b[:min(len(b), maxLogLine+1-len(p.buf))]...)
+			if len(p.buf) > maxLogLine {
+				p.emit(string(p.buf[:maxLogLine]) + " …(cut)")
+				p.buf = p.buf[:0]
+				p.skip = true
+			}
+			return n, nil
+		}
+		p.buf = append(p.buf, b[:i]...)
+		line := p.buf
+		if len(line) > maxLogLine {
+			line = append(line[:maxLogLine:maxLogLine], " …(cut)"...)
+		}
+		p.emit(string(line))
+		p.buf = p.buf[:0]
+		b = b[i+1:]
 	}
-	return len(b), nil
+	return n, nil
 }
 
 var _ io.Writer = (*prefixWriter)(nil)

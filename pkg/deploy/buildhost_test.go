@@ -38,3 +38,26 @@ func TestCheckPlatforms(t *testing.T) {
 		})
 	}
 }
+
+// TestBuildLogLinesAreCut: a build host's log is shown line by line, and a
+// line without end is cut instead of held.
+func TestBuildLogLinesAreCut(t *testing.T) {
+	var lines []string
+	w := &prefixWriter{emit: func(l string) { lines = append(lines, l) }}
+	w.Write([]byte("building\nhalf "))
+	w.Write([]byte("a line\n"))
+	chunk := []byte(strings.Repeat("x", 4096))
+	for range 100 { // 400 KiB without a newline
+		w.Write(chunk)
+	}
+	if len(w.buf) > maxLogLine {
+		t.Errorf("holds %d bytes of an endless line, want at most %d", len(w.buf), maxLogLine)
+	}
+	w.Write([]byte("xx\ndone\n"))
+	if len(lines) != 4 || lines[0] != "building" || lines[1] != "half a line" || lines[3] != "done" {
+		t.Fatalf("lines %q", lines)
+	}
+	if want := strings.Repeat("x", maxLogLine) + " …(cut)"; lines[2] != want {
+		t.Errorf("the long line is shown as %d bytes, want it cut at %d", len(lines[2]), maxLogLine)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -193,12 +194,13 @@ type nodeRun struct {
 	res    Result
 	start  time.Time
 
-	connErr   error
-	builder   *builder
-	agentPath string
-	stateDir  string
+	connErr error
+	builder *builder
+	// homes are where the node's agents live: one per user its profiles
+	// run as, the first profile's first (see agentHome).
+	homes []*agentHome
 	// agentDone is closed when the agent check that dial started has
-	// ended, with agentErr (and agentPath) set.
+	// ended, with agentErr set.
 	agentDone chan struct{}
 	agentErr  error
 	// done lists the profiles this run activated on the node, in order.
@@ -221,7 +223,14 @@ type deployedProfile struct {
 func (e *Engine) newRun(n *fleet.Node, i int, opts Options) *nodeRun {
 	r := &nodeRun{e: e, node: n, index: i, opts: opts, dialer: e.Dialer, start: time.Now()}
 	r.res = Result{Node: n.Name, Status: StatusPending, Action: Action(opts.Action)}
-	r.stateDir = agent.StateDir(n.Settings.TempPath)
+	for _, p := range n.Profiles {
+		if !slices.ContainsFunc(r.homes, func(h *agentHome) bool { return h.key == homeKey(p.Settings) }) {
+			r.homes = append(r.homes, newAgentHome(n.Name, p.Settings))
+		}
+	}
+	if len(r.homes) == 0 {
+		r.homes = []*agentHome{newAgentHome(n.Name, n.Settings)}
+	}
 	c, err := ConnectionFor(n)
 	r.connErr = err
 	r.conn = &conn{dialer: e.Dialer, target: c.Target}
@@ -249,23 +258,19 @@ func (n *nodeRun) finish(s Status, err error) {
 	n.e.emit(Event{Node: n.node.Name, Phase: PhaseDone, Message: string(s), Result: &res})
 }
 
-// agentArgv prefixes argv with the switch to the profile's user when it is
-// not the SSH user.
-func (n *nodeRun) agentArgv(argv []string) []string {
-	s := n.node.Settings
-	if s.User == "" || s.User == s.SSHUser {
-		return argv
+// home is the agent home of profile p: its user's.
+func (n *nodeRun) home(p *fleet.Profile) *agentHome {
+	for _, h := range n.homes {
+		if h.key == homeKey(p.Settings) {
+			return h
+		}
 	}
-	prefix := strings.Fields(s.Sudo)
-	if len(prefix) == 0 {
-		prefix = strings.Fields(fleet.DefaultSudo)
-	}
-	out := append(prefix, s.User)
-	if !s.InteractiveSudo && prefix[0] == "sudo" {
-		out = append(out[:1], append([]string{"-n"}, out[1:]...)...)
-	}
-	return append(out, argv...)
+	return n.first()
 }
+
+// first is the agent home of the node's first profile: the one that
+// imports closures and answers status.
+func (n *nodeRun) first() *agentHome { return n.homes[0] }
 
 // reach opens the node's connection.
 func (n *nodeRun) reach(ctx context.Context) (Status, error) {
@@ -289,10 +294,8 @@ func (n *nodeRun) connect(ctx context.Context) (Status, error) {
 		return st, err
 	}
 	n.emit(PhaseAgent, "checking agent")
-	var err error
-	n.agentPath, err = installAgent(ctx, n.clientOrNil(), n.e.Agents, n.stateDir)
-	if err != nil {
-		return StatusFailed, fmt.Errorf("install agent: %w", err)
+	if err := n.installAgents(ctx, n.clientOrNil()); err != nil {
+		return StatusFailed, err
 	}
 	return "", nil
 }
@@ -326,18 +329,26 @@ func (n *nodeRun) dial(ctx context.Context) (Status, error) {
 	n.agentDone = make(chan struct{})
 	go func() {
 		defer close(n.agentDone)
-		n.agentPath, n.agentErr = installAgent(ctx, c, n.e.Agents, n.stateDir)
+		n.agentErr = n.installAgents(ctx, c)
 	}()
 	return StatusPending, nil
+}
+
+// installAgents makes sure every user the node's profiles run as has the
+// agent in its own state dir.
+func (n *nodeRun) installAgents(ctx context.Context, c *remote.Client) error {
+	for _, h := range n.homes {
+		if err := h.install(ctx, c, n.e.Agents); err != nil {
+			return fmt.Errorf("install agent: %w", err)
+		}
+	}
+	return nil
 }
 
 // agentReady waits for the agent check dial started.
 func (n *nodeRun) agentReady() error {
 	<-n.agentDone
-	if n.agentErr != nil {
-		return fmt.Errorf("install agent: %w", n.agentErr)
-	}
-	return nil
+	return n.agentErr
 }
 
 // copy copies the node's closure, and returns once the agent check has
@@ -378,7 +389,7 @@ func (n *nodeRun) copyClosure(ctx context.Context) (Status, error) {
 			if err := n.agentReady(); err != nil {
 				return StatusFailed, err
 			}
-			topts.CompressedImport = n.agentArgv(agent.ImportArgv(n.agentPath, true))
+			topts.CompressedImport = n.first().argv(agent.ImportArgv(n.first().path, true))
 			n.res.CopyRoute += " (zstd)"
 		}
 		if n.closures != nil {
@@ -414,7 +425,7 @@ func (n *nodeRun) activate(ctx context.Context) (Status, error) {
 		if n.rebootWanted(p) {
 			req.Reboot = true
 		}
-		res, err := n.runAgent(ctx, req, p.Name)
+		res, err := n.runAgent(ctx, p, req, p.Name)
 		pr := ProfileResult{Profile: p.Name, Path: p.OutPath, Previous: res.Previous, Generation: res.Generation}
 		status, perr := mapAgentResult(res, err)
 		pr.Status = status
@@ -499,8 +510,10 @@ func (n *nodeRun) request(p *fleet.Profile, closure string, action agent.Action,
 	}
 }
 
-func (n *nodeRun) runAgent(ctx context.Context, req agent.Request, label string) (agent.Result, error) {
-	a := &activation{n: n, req: req, dir: agent.DeployDir(n.stateDir, req.DeployID), label: label}
+// runAgent activates req with the agent of profile p's user.
+func (n *nodeRun) runAgent(ctx context.Context, p *fleet.Profile, req agent.Request, label string) (agent.Result, error) {
+	h := n.home(p)
+	a := &activation{n: n, home: h, req: req, dir: agent.DeployDir(h.stateDir, req.DeployID), label: label}
 	return a.run(ctx)
 }
 
@@ -572,7 +585,7 @@ func (n *nodeRun) rollbackProfiles(ctx context.Context, reason string) error {
 			// goes, as if the deploy had not happened.
 			req.Revert = &agent.Revert{Generation: d.gen, Path: d.closure, To: d.prevGen}
 		}
-		res, err := n.runAgent(context.WithoutCancel(ctx), req, "rollback of "+d.profile.Name)
+		res, err := n.runAgent(context.WithoutCancel(ctx), d.profile, req, "rollback of "+d.profile.Name)
 		st, err := mapAgentResult(res, err)
 		if !st.OK() {
 			errs = append(errs, fmt.Errorf("profile %s: roll back to %s: %w", d.profile.Name, d.previous, err))

@@ -61,15 +61,15 @@ func TestPickGeneration(t *testing.T) {
 
 func TestAgentArgvSwitchesUser(t *testing.T) {
 	argv := []string{"/tmp/tether/agent-x", "status"}
-	mk := func(s fleet.Settings) *nodeRun { return &nodeRun{node: &fleet.Node{Settings: s}} }
-	if got := mk(fleet.Settings{SSHUser: "root", User: "root"}).agentArgv(argv); !slices.Equal(got, argv) {
+	mk := func(s fleet.Settings) *agentHome { return newAgentHome("rpi", s) }
+	if got := mk(fleet.Settings{SSHUser: "root", User: "root"}).argv(argv); !slices.Equal(got, argv) {
 		t.Errorf("same user: %q", got)
 	}
-	got := mk(fleet.Settings{SSHUser: "deploy", User: "root", Sudo: "sudo -u"}).agentArgv(argv)
+	got := mk(fleet.Settings{SSHUser: "deploy", User: "root", Sudo: "sudo -u"}).argv(argv)
 	if want := []string{"sudo", "-n", "-u", "root", "/tmp/tether/agent-x", "status"}; !slices.Equal(got, want) {
 		t.Errorf("sudo: %q, want %q", got, want)
 	}
-	got = mk(fleet.Settings{SSHUser: "deploy", User: "root", Sudo: "doas -u", InteractiveSudo: true}).agentArgv(argv)
+	got = mk(fleet.Settings{SSHUser: "deploy", User: "root", Sudo: "doas -u", InteractiveSudo: true}).argv(argv)
 	if want := []string{"doas", "-u", "root", "/tmp/tether/agent-x", "status"}; !slices.Equal(got, want) {
 		t.Errorf("doas: %q, want %q", got, want)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -40,6 +41,7 @@ var (
 // builtAgent builds tether-agent for this machine once per test binary.
 func builtAgent(t *testing.T) string {
 	t.Helper()
+	goBin := testenv.GoCommand(t)
 	agentOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "tether-deploy-test-agent-")
 		if err != nil {
@@ -47,7 +49,6 @@ func builtAgent(t *testing.T) string {
 			return
 		}
 		agentBin = filepath.Join(dir, agent.AgentFileName(runtime.GOARCH))
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
 		cmd := exec.Command(goBin, "build", "-trimpath", "-o", agentBin, "github.com/tetherdeploy/tether/cmd/tether-agent")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
@@ -109,7 +110,7 @@ type pipeNode struct {
 
 func newPipeNode(t *testing.T) *pipeNode {
 	t.Helper()
-	dir := t.TempDir()
+	dir := privateDir(t)
 	bin := filepath.Join(dir, "bin")
 	if err := os.MkdirAll(bin, 0o755); err != nil {
 		t.Fatal(err)
@@ -153,6 +154,27 @@ func newPipeNode(t *testing.T) *pipeNode {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// privateDir is a temporary directory no other user can write to, nor to
+// any directory above it: the deployer refuses to keep an agent under a
+// world-writable directory such as /tmp.
+func privateDir(t *testing.T) string {
+	t.Helper()
+	cache, err := os.UserCacheDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(cache, "tether-test")
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp(base, "pipeline-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
 }
 
 type dialFunc func(context.Context, remote.Target) (*remote.Client, error)
@@ -274,18 +296,18 @@ func TestPipelineTamperedAgentIsReplaced(t *testing.T) {
 	}
 	// Replaced as someone would who could write there: a new file renamed
 	// over it (the running agent's text cannot be written in place).
-	fake := r.agentPath + ".fake"
+	fake := r.first().path + ".fake"
 	if err := os.WriteFile(fake, []byte("#!/bin/sh\necho pwned\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.Rename(fake, r.agentPath); err != nil {
+	if err := os.Rename(fake, r.first().path); err != nil {
 		t.Fatal(err)
 	}
 	if _, st, err := p.run(context.Background(), p.system("v2", 0), Options{}); st != StatusDeployed {
 		t.Fatalf("deploy with a tampered agent: %s %v", st, err)
 	}
 	local, _ := os.ReadFile(builtAgent(t))
-	remoteAgent, _ := os.ReadFile(r.agentPath)
+	remoteAgent, _ := os.ReadFile(r.first().path)
 	if string(local) != string(remoteAgent) {
 		t.Error("the node's agent is not the deployer's after a deploy")
 	}

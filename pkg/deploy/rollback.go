@@ -66,7 +66,7 @@ func (n *nodeRun) rollbackTo(ctx context.Context, generation int) {
 		return
 	}
 	p := n.node.Profiles[0]
-	status, err := n.agentStatus(ctx, p.ProfilePath)
+	status, err := n.agentStatus(ctx, n.home(p), p.ProfilePath)
 	if err != nil {
 		n.finish(StatusFailed, err)
 		return
@@ -81,7 +81,7 @@ func (n *nodeRun) rollbackTo(ctx context.Context, generation int) {
 	n.emit(PhaseActivate, fmt.Sprintf("rolling back to generation %d (%s)", target.Number, target.Path))
 	req := n.request(p, target.Path, agent.ActionSwitch, fmt.Sprintf("%s-%d-0", n.opts.DeployID, n.index))
 	start := time.Now()
-	res, err := n.runAgent(ctx, req, "generation "+fmt.Sprint(target.Number))
+	res, err := n.runAgent(ctx, p, req, "generation "+fmt.Sprint(target.Number))
 	n.res.Timings.Activate = Seconds(time.Since(start))
 	n.res.Previous, n.res.Generation, n.res.DeployID = res.Previous, res.Generation, req.DeployID
 	st, err := mapAgentResult(res, err)
@@ -132,17 +132,17 @@ func generationList(gs []agent.Generation) string {
 	return b.String()
 }
 
-func (n *nodeRun) agentStatus(ctx context.Context, profile string) (agent.StatusReport, error) {
+func (n *nodeRun) agentStatus(ctx context.Context, h *agentHome, profile string) (agent.StatusReport, error) {
 	c, err := n.conn.client(ctx)
 	if err != nil {
 		return agent.StatusReport{}, err
 	}
-	return n.agentStatusOn(ctx, c, profile)
+	return n.agentStatusOn(ctx, c, h, profile)
 }
 
-// agentStatusOn runs `status` on connection c.
-func (n *nodeRun) agentStatusOn(ctx context.Context, c *remote.Client, profile string) (agent.StatusReport, error) {
-	out, err := c.Output(ctx, n.agentArgv(agent.StatusArgv(n.agentPath, n.stateDir, profile))...)
+// agentStatusOn runs `status` on connection c, as the agent h.
+func (n *nodeRun) agentStatusOn(ctx context.Context, c *remote.Client, h *agentHome, profile string) (agent.StatusReport, error) {
+	out, err := c.Output(ctx, h.argv(agent.StatusArgv(h.path, h.stateDir, profile))...)
 	if err != nil {
 		if rerr := agent.DecodeReply(out); rerr != nil {
 			err = rerr
@@ -183,7 +183,7 @@ func (e *Engine) Status(ctx context.Context, nodes []*fleet.Node, parallelism in
 				out[i].Error = err.Error()
 				return nil
 			}
-			s, err := r.agentStatus(ctx, profile)
+			s, err := r.agentStatus(ctx, r.first(), profile)
 			if err != nil {
 				out[i].Error = err.Error()
 				return nil

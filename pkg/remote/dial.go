@@ -239,8 +239,8 @@ type Client struct {
 	stop   chan struct{}
 	wg     sync.WaitGroup
 
-	agentMu  sync.Mutex
-	agentSet bool
+	agentMu sync.Mutex
+	fwd     *forwardGate // set by ForwardAgent
 
 	// hostKey is the target's key, as verified against the pinned keys.
 	hostKey ssh.PublicKey

@@ -131,7 +131,7 @@ func TestRealSSHD(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
-		if err := c2.Run(ctx, remote.Cmd{Argv: []string{"ssh-add", "-L"}, Stdout: &out, ForwardAgent: true}); err != nil {
+		if err := c2.Run(ctx, remote.Cmd{Argv: []string{"ssh-add", "-L"}, Stdout: &out, ForwardAgent: true, AgentSignatures: 1}); err != nil {
 			t.Fatal(err)
 		}
 		want := strings.TrimSpace(string(ssh.MarshalAuthorizedKey(fl.ClientSigner.PublicKey())))

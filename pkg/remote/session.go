@@ -30,9 +30,57 @@ type Cmd struct {
 	// Stdout and Stderr receive the output as it arrives; nil discards it.
 	// Nothing is written to them after Run returns.
 	Stdout, Stderr io.Writer
+	// MaxStdout and MaxStderr bound what the node may send on each stream:
+	// past the bound the command is stopped and Run returns an
+	// *OutputLimitError, so a node answering with an endless stream costs
+	// the deployer a bounded amount of memory and time. Zero means
+	// DefaultMaxOutput; negative means no bound, for a stream whose reader
+	// consumes it as it comes (a closure export) or shows it line by line
+	// (a build log).
+	MaxStdout, MaxStderr int64
 	// ForwardAgent requests agent forwarding for this command; the client
-	// must have been given an agent with Client.ForwardAgent.
-	ForwardAgent bool
+	// must have been given an agent with Client.ForwardAgent. The agent
+	// answers this command's requests only while Run runs, and signs at
+	// most AgentSignatures times (see Client.ForwardAgent).
+	ForwardAgent    bool
+	AgentSignatures int
+}
+
+// DefaultMaxOutput bounds each output stream of a command that sets no
+// bound of its own: far above what any query tether makes returns (the
+// path infos of a chunk of a closure are a few MiB at most), low enough
+// that a fleet of nodes answering at once cannot exhaust the deployer's
+// memory.
+const DefaultMaxOutput = 16 << 20
+
+// OutputLimitError is a node that sent more than a command's bound.
+type OutputLimitError struct {
+	Node   string
+	Argv   []string
+	Stream string // "stdout" or "stderr"
+	Limit  int64
+}
+
+func (e *OutputLimitError) Error() string {
+	return fmt.Sprintf("node %s sent more than %s on %s answering %s", e.Node, humanLimit(e.Limit), e.Stream, shortCommand(e.Argv))
+}
+
+// humanLimit renders a bound: "64 MiB", "512 KiB", "100 bytes".
+func humanLimit(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+func limitOf(max int64) int64 {
+	if max == 0 {
+		return DefaultMaxOutput
+	}
+	return max
 }
 
 // ExitError is a remote command that ran and failed.
@@ -130,6 +178,10 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) error {
 		return fmt.Errorf("run on %s: %w", node, err)
 	}
 	if err := c.run(ctx, cmd, line); err != nil {
+		var le *OutputLimitError
+		if errors.As(err, &le) {
+			return le // it names the node already
+		}
 		return fmt.Errorf("run on %s: %w", node, err)
 	}
 	return nil
@@ -146,8 +198,13 @@ func (c *Client) run(ctx context.Context, cmd Cmd, line string) error {
 
 	stderrTail := newTail(20)
 	writeErr := make(chan error, 2)
-	stdout := &gate{w: cmd.Stdout, failed: writeErr}
-	stderr := &gate{w: cmd.Stderr, tail: stderrTail, failed: writeErr, sniff: true, found: make(chan struct{})}
+	over := func(stream string, max int64) *OutputLimitError {
+		return &OutputLimitError{Node: c.target.label(), Argv: cmd.Argv, Stream: stream, Limit: max}
+	}
+	stdout := &gate{w: cmd.Stdout, failed: writeErr, max: limitOf(cmd.MaxStdout)}
+	stdout.over = over("stdout", stdout.max)
+	stderr := &gate{w: cmd.Stderr, tail: stderrTail, failed: writeErr, sniff: true, found: make(chan struct{}), max: limitOf(cmd.MaxStderr)}
+	stderr.over = over("stderr", stderr.max)
 	defer stdout.shut()
 	defer stderr.shut()
 	sess.Stdin = cmd.Stdin
@@ -155,10 +212,18 @@ func (c *Client) run(ctx context.Context, cmd Cmd, line string) error {
 	sess.Stderr = stderr
 
 	if cmd.ForwardAgent {
-		if !c.forwarding() {
+		fwd := c.forwarding()
+		if fwd == nil {
 			sess.Close()
 			return errors.New("agent forwarding requested but the client has no agent (call ForwardAgent first)")
 		}
+		if cmd.AgentSignatures <= 0 {
+			sess.Close()
+			return errors.New("agent forwarding requested without a number of signatures to allow")
+		}
+		// Open before the request, close once the session is over: the
+		// node can reach the agent only in between.
+		defer fwd.open(cmd.AgentSignatures)()
 		if err := agent.RequestAgentForwarding(sess); err != nil {
 			sess.Close()
 			return fmt.Errorf("request agent forwarding: %w", err)
@@ -186,8 +251,13 @@ func (c *Client) run(ctx context.Context, cmd Cmd, line string) error {
 		return fmt.Errorf("%s: %w", shortCommand(cmd.Argv), context.Cause(ctx))
 	case werr := <-writeErr:
 		// Whoever reads the output is gone (a local importer failed,
-		// say): stop the remote side instead of letting it run on.
+		// say), or the node sent more than the command's bound: stop
+		// the remote side instead of letting it run on.
 		c.abort(ctx, sess, stderr, finished)
+		var le *OutputLimitError
+		if errors.As(werr, &le) {
+			return le
+		}
 		return fmt.Errorf("%s: write output: %w", shortCommand(cmd.Argv), werr)
 	}
 }
@@ -295,7 +365,8 @@ func (c *Client) newSession(ctx context.Context) (*ssh.Session, error) {
 	}
 }
 
-// Output runs argv and returns its stdout. A failure's stderr tail is in
+// Output runs argv and returns its stdout, of at most DefaultMaxOutput
+// bytes (an *OutputLimitError past that). A failure's stderr tail is in
 // the *ExitError.
 func (c *Client) Output(ctx context.Context, argv ...string) ([]byte, error) {
 	var out bytes.Buffer
@@ -306,35 +377,50 @@ func (c *Client) Output(ctx context.Context, argv ...string) ([]byte, error) {
 // ForwardAgent makes a on the deployer answer agent requests from this
 // node, for commands run with Cmd.ForwardAgent (a build host copying a
 // closure straight to a LAN target authenticates with the deployer's key
-// without the key leaving the runner). It can be set once per client.
+// without the key leaving the runner).
+//
+// The node gets a gate in front of a, not a itself: it answers only while
+// a command that asked for forwarding runs, signs at most as many times as
+// those commands were granted (Cmd.AgentSignatures), and never adds,
+// removes or locks keys. A node that keeps the forwarded socket open can
+// then use the deploy key for its copy, and for nothing after it.
+// Setting the same agent again is a no-op; another agent is refused.
 func (c *Client) ForwardAgent(a agent.Agent) error {
 	c.agentMu.Lock()
 	defer c.agentMu.Unlock()
-	if c.agentSet {
-		return errors.New("agent forwarding already set up on this client")
+	if c.fwd != nil {
+		if c.fwd.a == a {
+			return nil
+		}
+		return errors.New("agent forwarding already set up on this client with another agent")
 	}
-	if err := agent.ForwardToAgent(c.ssh, a); err != nil {
+	g := &forwardGate{a: a}
+	if err := agent.ForwardToAgent(c.ssh, g); err != nil {
 		return fmt.Errorf("forward agent to %s: %w", c.target.label(), err)
 	}
-	c.agentSet = true
+	c.fwd = g
 	return nil
 }
 
-func (c *Client) forwarding() bool {
+func (c *Client) forwarding() *forwardGate {
 	c.agentMu.Lock()
 	defer c.agentMu.Unlock()
-	return c.agentSet
+	return c.fwd
 }
 
 // gate passes writes through until shut, then drops them: a session left
 // behind by a cancelled Run must not write into the caller's buffers after
-// Run has returned.
+// Run has returned. It counts what the node sent, and past max stops
+// passing it on and reports over.
 type gate struct {
 	mu     sync.Mutex
 	w      io.Writer
 	tail   *tail
 	off    bool
 	failed chan<- error
+	max    int64 // 0 or negative: no bound
+	n      int64
+	over   error
 
 	// sniff: look for pidPrefix's line among the first lines, take it
 	// out and record the pid.
@@ -407,6 +493,24 @@ func (g *gate) emit(p []byte) {
 	if g.off {
 		return
 	}
+	if g.max > 0 {
+		// A byte past the bound stops the command, even when the bound
+		// was met exactly by the write before.
+		if room := g.max - g.n; int64(len(p)) > room {
+			g.n = g.max
+			if room > 0 {
+				g.pass(p[:room])
+			}
+			g.off = true
+			g.report(g.over)
+			return
+		}
+		g.n += int64(len(p))
+	}
+	g.pass(p)
+}
+
+func (g *gate) pass(p []byte) {
 	if g.tail != nil {
 		g.tail.Write(p)
 	}
@@ -415,8 +519,17 @@ func (g *gate) emit(p []byte) {
 			// Report once and keep draining, so the session is not
 			// stalled on a full window while Run stops it.
 			g.w = nil
-			g.failed <- err
+			g.report(err)
 		}
+	}
+}
+
+// report hands Run the first reason to stop the command; later ones are
+// dropped, so a writer never blocks on a Run that has returned.
+func (g *gate) report(err error) {
+	select {
+	case g.failed <- err:
+	default:
 	}
 }
 

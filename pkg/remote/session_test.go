@@ -352,7 +352,7 @@ func TestAgentForwarding(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	list := Cmd{Argv: []string{exe}, Env: []string{helperEnv + "=agent-list"}, ForwardAgent: true}
+	list := Cmd{Argv: []string{exe}, Env: []string{helperEnv + "=agent-list"}, ForwardAgent: true, AgentSignatures: 1}
 
 	if err := c.Run(context.Background(), list); err == nil || !strings.Contains(err.Error(), "no agent") {
 		t.Errorf("forwarding without an agent = %v", err)
@@ -365,8 +365,11 @@ func TestAgentForwarding(t *testing.T) {
 	if err := c.ForwardAgent(auth.Agent()); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.ForwardAgent(auth.Agent()); err == nil {
-		t.Error("second ForwardAgent accepted")
+	if err := c.ForwardAgent(auth.Agent()); err != nil {
+		t.Errorf("setting the same agent again: %v", err)
+	}
+	if err := c.ForwardAgent(agent.NewKeyring()); err == nil {
+		t.Error("a second, different agent accepted")
 	}
 	var out bytes.Buffer
 	list.Stdout = &out

@@ -16,15 +16,18 @@ import (
 // Shell programs run by Upload. User data (paths, mode) only ever reaches
 // them as positional parameters, quoted by Quote.
 const (
-	uploadReceive = `umask 077 && cat > "$1" && wc -c < "$1"`
+	uploadReceive = `umask 077 && set -C && cat > "$1" && wc -c < "$1"`
 	uploadCommit  = `chmod "$1" "$2" && mv -f "$2" "$3"`
 )
 
 // Upload streams r into the file at path on the node, with mode. The bytes go
 // to a temporary file beside path; its size is checked against what was sent
 // before it gets its mode and is renamed over path, so a cut connection never
-// leaves a truncated file where a program expects a whole one. The parent
-// directory must exist.
+// leaves a truncated file where a program expects a whole one. The
+// temporary name is random and created exclusively (noclobber), so two
+// uploads never write into one file. The parent directory must exist, and
+// nobody the caller does not trust may write to it: whoever can rename
+// entries there can swap the file after Upload returns.
 func (c *Client) Upload(ctx context.Context, r io.Reader, path string, mode fs.FileMode) error {
 	if err := c.upload(ctx, r, path, mode); err != nil {
 		return fmt.Errorf("upload to %s:%s: %w", c.target.label(), path, err)

@@ -108,7 +108,7 @@ func hostilePlan() *plan.Plan {
 		Other: []string{
 			"```",
 			"</details>",
-			"\x1b[31mred\x1b[0m and a bell\a and a ‮reversed",
+			"\x1b[31mred\x1b[0m and a bell\a and a \u202ereversed",
 			"[click](javascript:alert(1)) **bold** $x$",
 		},
 	}

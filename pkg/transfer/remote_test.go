@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,13 +21,16 @@ import (
 
 // fakeNixStore stands in for nix-store on the far side of an SSH
 // connection: everything asked about is missing, imports are appended to
-// $STORE/imported, and FAIL=<code> makes every command fail.
+// $STORE/imported, an export is $EXPORT_BYTES zero bytes, FAIL=<code>
+// makes every command fail and ENDLESS=1 makes queries answer for ever.
 const fakeNixStore = `#!/bin/sh
 if [ -n "${FAIL:-}" ]; then
 	echo "error: opening lock file '/nix/var/nix/db/big-lock': Permission denied" >&2
 	exit "$FAIL"
 fi
 case "$1" in
+--query) [ -n "${ENDLESS:-}" ] && exec yes /nix/store/00000000000000000000000000000000-endless; echo "$3" ;;
+--export) head -c "$EXPORT_BYTES" /dev/zero ;;
 --check-validity) shift 2; for p; do echo "$p"; done ;;
 --import) cat >> "$STORE/imported" ;;
 *) echo "fake nix-store: unexpected $*" >&2; exit 99 ;;
@@ -110,4 +114,44 @@ func TestRemoteStoreKeepsExitCodeAndStderr(t *testing.T) {
 	if !strings.Contains(log.String(), "Permission denied") {
 		t.Errorf("log = %q, want the remote stderr", log.String())
 	}
+}
+
+// TestRemoteStoreCutsEndlessAnswers: a node that answers a closure query
+// with an endless stream fails the query with an error naming it, once it
+// has sent the transport's bound.
+func TestRemoteStoreCutsEndlessAnswers(t *testing.T) {
+	dst, _, _ := remoteStore(t, "ENDLESS=1")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_, err := dst.Closure(ctx, []string{app})
+	var le *remote.OutputLimitError
+	if !errors.As(err, &le) || le.Limit != remote.DefaultMaxOutput {
+		t.Fatalf("Closure = %v, want an *remote.OutputLimitError at the default bound", err)
+	}
+	if want := "node target sent more than 16 MiB on stdout answering nix-store --query --requisites"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
+	}
+}
+
+// TestRemoteExportIsNotCut: an export is the closure itself, streamed to
+// the importer as it comes; it may be larger than any query's answer.
+func TestRemoteExportIsNotCut(t *testing.T) {
+	const size = remote.DefaultMaxOutput + 1<<20
+	src, _, _ := remoteStore(t, fmt.Sprintf("EXPORT_BYTES=%d", size))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var n countWriter
+	if err := src.Export(ctx, []string{app}, &n); err != nil {
+		t.Fatal(err)
+	}
+	if n != size {
+		t.Errorf("export delivered %d bytes, want %d", n, size)
+	}
+}
+
+type countWriter int64
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	*c += countWriter(len(p))
+	return len(p), nil
 }

@@ -308,6 +308,7 @@ func newHarness(t *testing.T) *harness {
 		LockRetry:    20 * time.Millisecond,
 		GoneGrace:    10 * time.Millisecond,
 		RebootPause:  time.Millisecond,
+		trustedAbove: base,
 	}
 	return h
 }

@@ -7,7 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/tetherdeploy/tether/internal/atomicfile"
@@ -71,6 +73,35 @@ func checkPrivateDir(dir string, trusted []int) error {
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() && !slices.Contains(trusted, int(st.Uid)) {
 		return unsafe(fmt.Sprintf("belongs to uid %d, not %d", st.Uid, os.Geteuid()))
+	}
+	return nil
+}
+
+// checkProfileDir refuses a profile in a directory someone the agent does
+// not trust could change. Setting the profile and activating it follow the
+// profile's links: as root, through a directory alice can write, they
+// would run whatever alice points them at between the check and the use.
+// Each existing directory above the profile must pass agent.UnsafeDir; one
+// that does not exist yet is created later by the agent itself, below one
+// that passed.
+func checkProfileDir(profile string, trusted []int, trustedAbove string) error {
+	owners := append([]int{os.Geteuid()}, trusted...)
+	for _, dir := range agent.PathPrefixes(filepath.Dir(profile)) {
+		if trustedAbove != "" && strings.HasPrefix(trustedAbove, dir+"/") {
+			continue
+		}
+		var st syscall.Stat_t
+		if err := syscall.Lstat(dir, &st); err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return &agent.Error{Code: agent.CodeInternal, Msg: "check profile directory " + dir, Err: err}
+		}
+		if why := agent.UnsafeDir(int(st.Uid), uint32(st.Mode), owners); why != "" {
+			return &agent.Error{Code: agent.CodeUnsafeProfile, Msg: fmt.Sprintf(
+				"profile %s: %s %s; the agent runs as uid %d and will not follow it (deploy the profile as the user who owns it)",
+				profile, dir, why, os.Geteuid())}
+		}
 	}
 	return nil
 }

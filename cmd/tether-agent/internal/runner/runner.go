@@ -75,6 +75,10 @@ type Runner struct {
 	GoneGrace time.Duration
 
 	observe func(agent.Event) // tests: called after each event is written
+	// trustedAbove, in tests, is a directory whose parents are not checked
+	// (see checkProfileDir): a test's temporary directory is under a /tmp
+	// every user can write.
+	trustedAbove string
 }
 
 // New returns a Runner on the real machine.

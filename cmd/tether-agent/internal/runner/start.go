@@ -34,6 +34,9 @@ func (r *Runner) Start(ctx context.Context, req agent.Request, mode agent.Detach
 	if err := ensureStateDir(r.StateDir, r.TrustedOwners); err != nil {
 		return agent.StartResult{}, err
 	}
+	if err := checkProfileDir(req.ProfilePath, r.TrustedOwners, r.trustedAbove); err != nil {
+		return agent.StartResult{}, err
+	}
 	dir := r.DeployDir(req.DeployID)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		if errors.Is(err, fs.ErrExist) {

@@ -374,3 +374,51 @@ func TestConfirmRejected(t *testing.T) {
 		t.Errorf("Confirm with a wrong token = %v, want rejected", err)
 	}
 }
+
+// TestStartRefusesProfileOthersControl is alice's attack on a root agent
+// asked to activate a profile in a directory she owns (her per-user
+// profile directory): she could re-point its links between nix-env --set
+// and the activation. The agent refuses before touching anything; the
+// same profile is fine for an agent running as alice.
+func TestStartRefusesProfileOthersControl(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give a directory to another user")
+	}
+	const alice = 4242
+	h := newHarness(t)
+	newSys := h.system("new", fakeSystem{}, false)
+	userDir := filepath.Join(filepath.Dir(h.profile), "per-user", "alice")
+	if err := os.MkdirAll(userDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(userDir, alice, alice); err != nil {
+		t.Fatal(err)
+	}
+	req := h.request("d", newSys)
+	req.ProfilePath = filepath.Join(userDir, "home")
+	h.r.Spawn = func(context.Context, []string, []string, string) error {
+		t.Error("the runner was started for a profile alice controls")
+		return errors.New("not started in this test")
+	}
+	_, err := h.r.Start(context.Background(), req, agent.DetachSetsid)
+	if agent.Code(err) != agent.CodeUnsafeProfile || !strings.Contains(err.Error(), userDir+" belongs to uid 4242") {
+		t.Fatalf("Start = %v, want %s refused as belonging to uid 4242", err, userDir)
+	}
+	if _, err := os.Lstat(req.ProfilePath); err == nil {
+		t.Error("the profile was created")
+	}
+	if _, err := os.Stat(h.r.DeployDir("d")); err == nil {
+		t.Error("a deploy dir was made for the refused profile")
+	}
+
+	// A symbolic link in place of a directory is refused too, whoever owns it.
+	link := filepath.Join(filepath.Dir(h.profile), "linked")
+	if err := os.Symlink(userDir, link); err != nil {
+		t.Fatal(err)
+	}
+	req = h.request("e", newSys)
+	req.ProfilePath = filepath.Join(link, "home")
+	if _, err := h.r.Start(context.Background(), req, agent.DetachSetsid); agent.Code(err) != agent.CodeUnsafeProfile || !strings.Contains(err.Error(), "is a symbolic link") {
+		t.Errorf("Start through a symbolic link = %v, want it refused", err)
+	}
+}
