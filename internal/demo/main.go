@@ -43,12 +43,12 @@ func run(ctx context.Context, out io.Writer) int {
 }
 
 type step struct {
-	out  io.Writer
-	bin  e2e.Binaries
-	fl   *testhost.Fleet
-	ref  string
-	dir  string
-	env  []string
+	out io.Writer
+	bin e2e.Binaries
+	fl  *testhost.Fleet
+	ref string
+	dir string
+	env []string
 }
 
 func demo(ctx context.Context, out io.Writer) error {
