@@ -1,24 +1,22 @@
 package app
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/crypto/ssh"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/pkg/deploy"
 	"github.com/tetherdeploy/tether/pkg/fleet"
 	"github.com/tetherdeploy/tether/pkg/nix"
 	"github.com/tetherdeploy/tether/pkg/plan"
+	"github.com/tetherdeploy/tether/pkg/remote/remotetest"
 )
 
 // storePath makes a store path for a package name and version.
@@ -69,13 +67,7 @@ func newSystems(t *testing.T, a *App, tg Target) map[string]string {
 
 func nodePlan(t *testing.T, p *plan.Plan, name string) plan.NodePlan {
 	t.Helper()
-	for _, n := range p.Nodes {
-		if n.Node == name {
-			return n
-		}
-	}
-	t.Fatalf("no plan for %s", name)
-	return plan.NodePlan{}
+	return testenv.Find(t, p.Nodes, func(n plan.NodePlan) bool { return n.Node == name }, "no plan for %s", name)
 }
 
 func TestPlanDiffsWhatTheNodeRuns(t *testing.T) {
@@ -226,16 +218,9 @@ func TestPlanDryActivateParsesEachNodesOutput(t *testing.T) {
 // writeKey writes a fresh private key for the session's credentials.
 func writeKey(t *testing.T) string {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, key := remotetest.NewKey(t)
 	p := filepath.Join(t.TempDir(), "id_ed25519")
-	if err := os.WriteFile(p, pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := os.WriteFile(p, key, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p
