@@ -70,17 +70,27 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseWithState parses a subcommand that works on the fleet a state file
+// describes: --state is required, and arguments are given exactly when
+// withArgs; usage says what is required when they are not.
+func parseWithState(fs *flag.FlagSet, args []string, state *string, withArgs bool, usage string) error {
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *state == "" || (fs.NArg() > 0) != withArgs {
+		return fmt.Errorf("%w: %s", errUsage, usage)
+	}
+	return nil
+}
+
 func up(ctx context.Context, args []string, stdout io.Writer, logf func(string, ...any)) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	state := fs.String("state", "", "where to write the fleet's JSON description")
 	topo := fs.String("topology", "home", "home or direct:N")
 	latency := fs.Duration("latency", 0, "one-way delay on the tunnel")
 	rate := fs.Int64("rate", 0, "tunnel bandwidth cap in bytes/s each way (0: none)")
-	if err := parse(fs, args); err != nil {
+	if err := parseWithState(fs, args, state, false, "up needs --state FILE and no arguments"); err != nil {
 		return err
-	}
-	if *state == "" || fs.NArg() > 0 {
-		return fmt.Errorf("%w: up needs --state FILE and no arguments", errUsage)
 	}
 	t, err := testhost.ParseTopology(*topo)
 	if err != nil {
@@ -118,11 +128,8 @@ func up(ctx context.Context, args []string, stdout io.Writer, logf func(string, 
 func down(ctx context.Context, args []string, logf func(string, ...any)) error {
 	fs := flag.NewFlagSet("down", flag.ContinueOnError)
 	state := fs.String("state", "", "state file written by up")
-	if err := parse(fs, args); err != nil {
+	if err := parseWithState(fs, args, state, false, "down needs --state FILE"); err != nil {
 		return err
-	}
-	if *state == "" || fs.NArg() > 0 {
-		return fmt.Errorf("%w: down needs --state FILE", errUsage)
 	}
 	s, err := testhost.ReadState(*state)
 	if err != nil {
@@ -142,11 +149,8 @@ func down(ctx context.Context, args []string, logf func(string, ...any)) error {
 func relay(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
 	state := fs.String("state", "", "state file written by up")
-	if err := parse(fs, args); err != nil {
+	if err := parseWithState(fs, args, state, true, "relay needs --state FILE and a command"); err != nil {
 		return err
-	}
-	if *state == "" || fs.NArg() == 0 {
-		return fmt.Errorf("%w: relay needs --state FILE and a command", errUsage)
 	}
 	s, err := testhost.ReadState(*state)
 	if err != nil {
