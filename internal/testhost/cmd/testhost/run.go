@@ -125,13 +125,21 @@ func up(ctx context.Context, args []string, stdout io.Writer, logf func(string, 
 	return f.Close()
 }
 
-func down(ctx context.Context, args []string, logf func(string, ...any)) error {
-	fs := flag.NewFlagSet("down", flag.ContinueOnError)
+// readState parses the arguments of a subcommand that works on a fleet up
+// started (down, relay) and reads the state file --state names; it
+// returns the state, the file and the other arguments.
+func readState(name string, args []string, withArgs bool, usage string) (testhost.State, string, []string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	state := fs.String("state", "", "state file written by up")
-	if err := parseWithState(fs, args, state, false, "down needs --state FILE"); err != nil {
-		return err
+	if err := parseWithState(fs, args, state, withArgs, usage); err != nil {
+		return testhost.State{}, "", nil, err
 	}
 	s, err := testhost.ReadState(*state)
+	return s, *state, fs.Args(), err
+}
+
+func down(ctx context.Context, args []string, logf func(string, ...any)) error {
+	s, state, _, err := readState("down", args, false, "down needs --state FILE")
 	if err != nil {
 		return err
 	}
@@ -140,19 +148,14 @@ func down(ctx context.Context, args []string, logf func(string, ...any)) error {
 	if err := testhost.Stop(ctx, s.Run, logf); err != nil {
 		return err
 	}
-	if err := os.Remove(*state); err != nil && !os.IsNotExist(err) {
+	if err := os.Remove(state); err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	return nil
 }
 
 func relay(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
-	state := fs.String("state", "", "state file written by up")
-	if err := parseWithState(fs, args, state, true, "relay needs --state FILE and a command"); err != nil {
-		return err
-	}
-	s, err := testhost.ReadState(*state)
+	s, _, words, err := readState("relay", args, true, "relay needs --state FILE and a command")
 	if err != nil {
 		return err
 	}
@@ -161,7 +164,7 @@ func relay(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	st, err := testhost.Control(ctx, s.Control, fs.Args()...)
+	st, err := testhost.Control(ctx, s.Control, words...)
 	if err != nil {
 		return err
 	}
