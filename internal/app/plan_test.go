@@ -33,9 +33,11 @@ func closure(system string, pkgs ...string) []nix.PathInfo {
 }
 
 // planApp is an application layer over a fake engine for nodes a and b,
-// whose evaluation says where each node's new system is.
-func planApp(t *testing.T, eng *FakeEngine) (*App, Target) {
+// whose evaluation says where each node's new system is: it returns the
+// engine, the layer, the target and each node's new system.
+func planApp(t *testing.T) (*FakeEngine, *App, Target, map[string]string) {
 	t.Helper()
+	eng := &FakeEngine{}
 	dir := t.TempDir()
 	ev, err := FakeFlake(dir, "a", "b")
 	if err != nil {
@@ -47,7 +49,8 @@ func planApp(t *testing.T, eng *FakeEngine) (*App, Target) {
 		eng.Events = events
 		return eng
 	}}
-	return a, Target{Flake: dir, KeyFiles: []string{writeKey(t)}, KnownHosts: [][]byte{}}
+	tg := Target{Flake: dir, KeyFiles: []string{writeKey(t)}, KnownHosts: [][]byte{}}
+	return eng, a, tg, newSystems(t, a, tg)
 }
 
 // newSystems reads the systems the fake flake gives nodes a and b.
@@ -71,9 +74,7 @@ func nodePlan(t *testing.T, p *plan.Plan, name string) plan.NodePlan {
 }
 
 func TestPlanDiffsWhatTheNodeRuns(t *testing.T) {
-	eng := &FakeEngine{}
-	a, tg := planApp(t, eng)
-	sys := newSystems(t, a, tg)
+	eng, a, tg, sys := planApp(t)
 	old := storePath("nixos-system-a-1")
 	eng.Closures = map[string][]nix.PathInfo{
 		"a": closure(sys["a"], "openssl-3.0.14", "curl-8.5.0"),
@@ -109,9 +110,7 @@ func TestPlanDiffsWhatTheNodeRuns(t *testing.T) {
 }
 
 func TestPlanUnreachableAndUnbuiltNodes(t *testing.T) {
-	eng := &FakeEngine{}
-	a, tg := planApp(t, eng)
-	sys := newSystems(t, a, tg)
+	eng, a, tg, sys := planApp(t)
 	eng.Closures = map[string][]nix.PathInfo{"a": closure(sys["a"])}
 	eng.BuildErrors = map[string]error{"b": errors.New("build: builder for '/nix/store/x-b.drv' failed with exit code 1")}
 	eng.InspectErrors = map[string]error{"a": fmt.Errorf("%w: dial a.lan: no route to host", deploy.ErrUnreachable)}
@@ -136,9 +135,7 @@ func TestPlanUnreachableAndUnbuiltNodes(t *testing.T) {
 // A fork's pull request: no node is contacted, and every node builds on
 // the deployer (a build host is a machine of the fleet too).
 func TestPlanWithoutTargetsContactsNothing(t *testing.T) {
-	eng := &FakeEngine{}
-	a, tg := planApp(t, eng)
-	sys := newSystems(t, a, tg)
+	eng, a, tg, sys := planApp(t)
 	eng.Closures = map[string][]nix.PathInfo{"a": closure(sys["a"]), "b": closure(sys["b"])}
 	var builtOn []string
 	a.Engine = func(s *Session, events deploy.Sink) Engine {
@@ -171,9 +168,7 @@ func TestPlanWithoutTargetsContactsNothing(t *testing.T) {
 }
 
 func TestPlanDryActivateParsesEachNodesOutput(t *testing.T) {
-	eng := &FakeEngine{}
-	a, tg := planApp(t, eng)
-	sys := newSystems(t, a, tg)
+	eng, a, tg, sys := planApp(t)
 	old := storePath("nixos-system-old")
 	eng.Closures = map[string][]nix.PathInfo{"a": closure(sys["a"]), "b": closure(sys["b"])}
 	eng.States = map[string]deploy.NodeState{
