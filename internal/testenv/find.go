@@ -1,9 +1,6 @@
 package testenv
 
-import (
-	"fmt"
-	"testing"
-)
+import "testing"
 
 // Find is the first of items that match accepts. With none, it stops the
 // test with the message format and args make ("no plan for rpi"): a test
@@ -16,7 +13,7 @@ func Find[T any](t testing.TB, items []T, match func(T) bool, format string, arg
 			return it
 		}
 	}
-	t.Fatal(fmt.Sprintf(format, args...))
+	t.Fatalf(format, args...)
 	var zero T
 	return zero
 }
