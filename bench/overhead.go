@@ -150,84 +150,92 @@ func homeFleet(ctx context.Context, b *bench) (*sandbox, error) {
 
 func tunnelBytes(r *testhost.Relay) int64 { return r.BytesUp() + r.BytesDown() }
 
-// overheadTether installs v1 then updates to v2 with tether.
-func overheadTether(ctx context.Context, b *bench) ([2]sideRun, error) {
+// overheadSide installs v1 then updates to v2 on a fresh Home fleet, the
+// same way for both sides: open prepares the side on the fleet and returns
+// its step, which takes frame1 to the variant just set and says how long each phase
+// took and which toplevel frame1 must end on ("" for any). The bytes that
+// crossed the tunnel are counted here, around each step.
+func overheadSide(ctx context.Context, b *bench, open func(s *sandbox) (overheadStep, error)) ([2]sideRun, error) {
 	var out [2]sideRun
 	s, err := homeFleet(ctx, b)
 	if err != nil {
 		return out, err
 	}
 	defer s.close()
+	step, err := open(s)
+	if err != nil {
+		return out, err
+	}
 	for p, variant := range []string{fixture.V1, fixture.V2} {
 		if err := s.setVariant(variant, fixture.Frame1); err != nil {
 			return out, err
 		}
 		before := tunnelBytes(s.fleet.Relay)
-		r, err := s.deploy(ctx, runOpts{}, fixture.Frame1)
+		run, toplevel, err := step(ctx)
 		if err != nil {
 			return out, err
 		}
-		res, _ := r.result(fixture.Frame1)
-		out[p] = sideRun{
-			eval: time.Duration(res.Timings.Build), copy: time.Duration(res.Timings.Copy),
-			activate: time.Duration(res.Timings.Activate), confirm: time.Duration(res.Timings.Confirm),
-			total: r.wall, tunnel: tunnelBytes(s.fleet.Relay) - before,
-		}
-		if err := expectVariant(s.fleet.Host(fixture.Frame1), variant, ""); err != nil {
+		run.tunnel = tunnelBytes(s.fleet.Relay) - before
+		if err := expectVariant(s.fleet.Host(fixture.Frame1), variant, toplevel); err != nil {
 			return out, err
 		}
+		out[p] = run
 	}
 	return out, nil
 }
 
+// overheadStep takes frame1 to the flake's variant (see overheadSide).
+type overheadStep func(ctx context.Context) (run sideRun, toplevel string, err error)
+
+// overheadTether installs v1 then updates to v2 with tether.
+func overheadTether(ctx context.Context, b *bench) ([2]sideRun, error) {
+	return overheadSide(ctx, b, func(s *sandbox) (overheadStep, error) {
+		return func(ctx context.Context) (sideRun, string, error) {
+			r, err := s.deploy(ctx, runOpts{}, fixture.Frame1)
+			if err != nil {
+				return sideRun{}, "", err
+			}
+			res, _ := r.result(fixture.Frame1)
+			return sideRun{
+				eval: time.Duration(res.Timings.Build), copy: time.Duration(res.Timings.Copy),
+				activate: time.Duration(res.Timings.Activate), confirm: time.Duration(res.Timings.Confirm),
+				total: r.wall,
+			}, "", nil
+		}, nil
+	})
+}
+
 // overheadByHand installs v1 then updates to v2 by hand.
 func overheadByHand(ctx context.Context, b *bench) ([2]sideRun, error) {
-	var out [2]sideRun
-	s, err := homeFleet(ctx, b)
-	if err != nil {
-		return out, err
-	}
-	defer s.close()
-	frame1 := s.fleet.Host(fixture.Frame1)
-	hand, err := s.byHand(frame1)
-	if err != nil {
-		return out, err
-	}
-
-	for p, variant := range []string{fixture.V1, fixture.V2} {
-		var h sideRun
-		if err := s.setVariant(variant, fixture.Frame1); err != nil {
-			return out, err
-		}
-		before := tunnelBytes(s.fleet.Relay)
-		start := time.Now()
-		built, err := b.nix(ctx, "nix", "build", "--no-link", "--json", s.ref+"#"+fixture.ToplevelAttr(fixture.Frame1))
-		h.eval = time.Since(start)
+	return overheadSide(ctx, b, func(s *sandbox) (overheadStep, error) {
+		hand, err := s.byHand(s.fleet.Host(fixture.Frame1))
 		if err != nil {
-			return out, err
+			return nil, err
 		}
-		var res []struct {
-			Outputs map[string]string `json:"outputs"`
-		}
-		if err := json.Unmarshal(built, &res); err != nil || len(res) != 1 || res[0].Outputs["out"] == "" {
-			return out, fmt.Errorf("nix build --json: %v: %s", err, built)
-		}
-		toplevel := res[0].Outputs["out"]
-
-		if h.copy, err = hand.copy(ctx, toplevel); err != nil {
-			return out, err
-		}
-		if h.set, h.activate, err = hand.switchTo(ctx, toplevel); err != nil {
-			return out, err
-		}
-		h.total = h.eval + h.copy + h.set + h.activate
-		h.tunnel = tunnelBytes(s.fleet.Relay) - before
-		if err := expectVariant(frame1, variant, toplevel); err != nil {
-			return out, err
-		}
-		out[p] = h
-	}
-	return out, nil
+		return func(ctx context.Context) (h sideRun, toplevel string, err error) {
+			start := time.Now()
+			built, err := b.nix(ctx, "nix", "build", "--no-link", "--json", s.ref+"#"+fixture.ToplevelAttr(fixture.Frame1))
+			h.eval = time.Since(start)
+			if err != nil {
+				return h, "", err
+			}
+			var res []struct {
+				Outputs map[string]string `json:"outputs"`
+			}
+			if err := json.Unmarshal(built, &res); err != nil || len(res) != 1 || res[0].Outputs["out"] == "" {
+				return h, "", fmt.Errorf("nix build --json: %v: %s", err, built)
+			}
+			toplevel = res[0].Outputs["out"]
+			if h.copy, err = hand.copy(ctx, toplevel); err != nil {
+				return h, "", err
+			}
+			if h.set, h.activate, err = hand.switchTo(ctx, toplevel); err != nil {
+				return h, "", err
+			}
+			h.total = h.eval + h.copy + h.set + h.activate
+			return h, toplevel, nil
+		}, nil
+	})
 }
 
 // expectVariant checks from the host's own state that it runs the variant

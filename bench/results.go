@@ -33,19 +33,28 @@ type section struct {
 }
 
 func (s *section) print(w io.Writer) {
-	for i, t := range s.tables {
+	s.body(w, func(i int, t *table) {
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
 		t.text(w)
+	}, "  goal: %s\n", "  note: %s\n")
+	fmt.Fprintf(w, "  (scenario took %s)\n", s.took.Round(time.Second))
+}
+
+// body writes the section's tables (the i-th with table), then its goals
+// and notes, each formatted with goalf and notef: the same parts in the
+// same order in the terminal and in RESULTS.md.
+func (s *section) body(w io.Writer, table func(i int, t *table), goalf, notef string) {
+	for i, t := range s.tables {
+		table(i, t)
 	}
 	for _, g := range s.goals {
-		fmt.Fprintf(w, "  goal: %s\n", g)
+		fmt.Fprintf(w, goalf, g)
 	}
 	for _, n := range s.notes {
-		fmt.Fprintf(w, "  note: %s\n", n)
+		fmt.Fprintf(w, notef, n)
 	}
-	fmt.Fprintf(w, "  (scenario took %s)\n", s.took.Round(time.Second))
 }
 
 func (s *section) markdown(w io.Writer, command, machine string, quick bool) {
@@ -59,16 +68,10 @@ func (s *section) markdown(w io.Writer, command, machine string, quick bool) {
 	if s.setup != "" {
 		fmt.Fprintf(w, "%s\n\n", s.setup)
 	}
-	for _, t := range s.tables {
+	s.body(w, func(_ int, t *table) {
 		t.markdown(w)
 		fmt.Fprintln(w)
-	}
-	for _, g := range s.goals {
-		fmt.Fprintf(w, "**Goal:** %s\n\n", g)
-	}
-	for _, n := range s.notes {
-		fmt.Fprintf(w, "- %s\n", n)
-	}
+	}, "**Goal:** %s\n\n", "- %s\n")
 	if len(s.notes) > 0 {
 		fmt.Fprintln(w)
 	}

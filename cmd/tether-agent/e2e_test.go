@@ -193,16 +193,6 @@ func (x *e2e) follow(dir string, dropAfter int, on func(agent.Event)) []agent.Ev
 	return nil
 }
 
-func types(evs []agent.Event) []string {
-	var out []string
-	for _, e := range evs {
-		if e.Type != agent.EventLog {
-			out = append(out, string(e.Type))
-		}
-	}
-	return out
-}
-
 func (x *e2e) historyLines() []string {
 	b, _ := os.ReadFile(x.history)
 	return strings.Fields(strings.ReplaceAll(string(b), "\n", " | "))
@@ -236,7 +226,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	// Live first, committed once confirmed.
 	want := []string{"locked", "previous", "activating", "activated", "awaiting-confirmation", "confirmed",
 		"committing", "profile-set", "activating", "committed", "done"}
-	if got := types(evs); !reflect.DeepEqual(got, want) {
+	if got := agent.Steps(evs); !reflect.DeepEqual(got, want) {
 		t.Fatalf("deploy A events %q, want %q", got, want)
 	}
 	if done := evs[len(evs)-1]; done.Status != agent.StatusDeployed {
@@ -257,7 +247,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	evs = x.follow(dirB, 3, nil)
 	want = []string{"locked", "previous", "activating", "activated", "awaiting-confirmation",
 		"rolling-back", "activating", "rolled-back", "done"}
-	if got := types(evs); !reflect.DeepEqual(got, want) {
+	if got := agent.Steps(evs); !reflect.DeepEqual(got, want) {
 		t.Fatalf("deploy B events %q, want %q", got, want)
 	}
 	for i, e := range evs {
@@ -311,7 +301,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	evs = readLog(t, dirB2)
 	want = []string{"locked", "previous", "activating", "activated", "awaiting-confirmation",
 		"warning", "rolling-back", "activating", "rolled-back", "done"}
-	if got := types(evs); !reflect.DeepEqual(got, want) {
+	if got := agent.Steps(evs); !reflect.DeepEqual(got, want) {
 		t.Fatalf("deploy B2 events %q, want %q", got, want)
 	}
 	if done := evs[len(evs)-1]; done.Status != agent.StatusRolledBack || done.Result == nil || !done.Result.Reconciled ||

@@ -1,24 +1,22 @@
 package app
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"os"
 	"path/filepath"
 
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/crypto/ssh"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/pkg/deploy"
 	"github.com/tetherdeploy/tether/pkg/fleet"
 	"github.com/tetherdeploy/tether/pkg/nix"
 	"github.com/tetherdeploy/tether/pkg/plan"
+	"github.com/tetherdeploy/tether/pkg/remote/remotetest"
 )
 
 // storePath makes a store path for a package name and version.
@@ -35,9 +33,11 @@ func closure(system string, pkgs ...string) []nix.PathInfo {
 }
 
 // planApp is an application layer over a fake engine for nodes a and b,
-// whose evaluation says where each node's new system is.
-func planApp(t *testing.T, eng *FakeEngine) (*App, Target) {
+// whose evaluation says where each node's new system is: it returns the
+// engine, the layer, the target and each node's new system.
+func planApp(t *testing.T) (*FakeEngine, *App, Target, map[string]string) {
 	t.Helper()
+	eng := &FakeEngine{}
 	dir := t.TempDir()
 	ev, err := FakeFlake(dir, "a", "b")
 	if err != nil {
@@ -49,7 +49,8 @@ func planApp(t *testing.T, eng *FakeEngine) (*App, Target) {
 		eng.Events = events
 		return eng
 	}}
-	return a, Target{Flake: dir, KeyFiles: []string{writeKey(t)}, KnownHosts: [][]byte{}}
+	tg := Target{Flake: dir, KeyFiles: []string{writeKey(t)}, KnownHosts: [][]byte{}}
+	return eng, a, tg, newSystems(t, a, tg)
 }
 
 // newSystems reads the systems the fake flake gives nodes a and b.
@@ -69,19 +70,11 @@ func newSystems(t *testing.T, a *App, tg Target) map[string]string {
 
 func nodePlan(t *testing.T, p *plan.Plan, name string) plan.NodePlan {
 	t.Helper()
-	for _, n := range p.Nodes {
-		if n.Node == name {
-			return n
-		}
-	}
-	t.Fatalf("no plan for %s", name)
-	return plan.NodePlan{}
+	return testenv.Find(t, p.Nodes, func(n plan.NodePlan) bool { return n.Node == name }, "no plan for %s", name)
 }
 
 func TestPlanDiffsWhatTheNodeRuns(t *testing.T) {
-	eng := &FakeEngine{}
-	a, tg := planApp(t, eng)
-	sys := newSystems(t, a, tg)
+	eng, a, tg, sys := planApp(t)
 	old := storePath("nixos-system-a-1")
 	eng.Closures = map[string][]nix.PathInfo{
 		"a": closure(sys["a"], "openssl-3.0.14", "curl-8.5.0"),
@@ -117,9 +110,7 @@ func TestPlanDiffsWhatTheNodeRuns(t *testing.T) {
 }
 
 func TestPlanUnreachableAndUnbuiltNodes(t *testing.T) {
-	eng := &FakeEngine{}
-	a, tg := planApp(t, eng)
-	sys := newSystems(t, a, tg)
+	eng, a, tg, sys := planApp(t)
 	eng.Closures = map[string][]nix.PathInfo{"a": closure(sys["a"])}
 	eng.BuildErrors = map[string]error{"b": errors.New("build: builder for '/nix/store/x-b.drv' failed with exit code 1")}
 	eng.InspectErrors = map[string]error{"a": fmt.Errorf("%w: dial a.lan: no route to host", deploy.ErrUnreachable)}
@@ -144,9 +135,7 @@ func TestPlanUnreachableAndUnbuiltNodes(t *testing.T) {
 // A fork's pull request: no node is contacted, and every node builds on
 // the deployer (a build host is a machine of the fleet too).
 func TestPlanWithoutTargetsContactsNothing(t *testing.T) {
-	eng := &FakeEngine{}
-	a, tg := planApp(t, eng)
-	sys := newSystems(t, a, tg)
+	eng, a, tg, sys := planApp(t)
 	eng.Closures = map[string][]nix.PathInfo{"a": closure(sys["a"]), "b": closure(sys["b"])}
 	var builtOn []string
 	a.Engine = func(s *Session, events deploy.Sink) Engine {
@@ -179,9 +168,7 @@ func TestPlanWithoutTargetsContactsNothing(t *testing.T) {
 }
 
 func TestPlanDryActivateParsesEachNodesOutput(t *testing.T) {
-	eng := &FakeEngine{}
-	a, tg := planApp(t, eng)
-	sys := newSystems(t, a, tg)
+	eng, a, tg, sys := planApp(t)
 	old := storePath("nixos-system-old")
 	eng.Closures = map[string][]nix.PathInfo{"a": closure(sys["a"]), "b": closure(sys["b"])}
 	eng.States = map[string]deploy.NodeState{
@@ -226,16 +213,9 @@ func TestPlanDryActivateParsesEachNodesOutput(t *testing.T) {
 // writeKey writes a fresh private key for the session's credentials.
 func writeKey(t *testing.T) string {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, key := remotetest.NewKey(t)
 	p := filepath.Join(t.TempDir(), "id_ed25519")
-	if err := os.WriteFile(p, pem.EncodeToMemory(block), 0o600); err != nil {
+	if err := os.WriteFile(p, key, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p

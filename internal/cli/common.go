@@ -11,6 +11,18 @@ import (
 	"github.com/tetherdeploy/tether/internal/app"
 )
 
+// nodesCommand defines a command that works on a selection of nodes
+// (names, @tags, globs; all nodes when none is given, unless required):
+// the target flags every such command shares come first, then its own.
+// run does the work, apart from the definition.
+func nodesCommand(name, usage string, required bool, run ucli.ActionFunc, flags ...ucli.Flag) *ucli.Command {
+	args := "NODE|@TAG|GLOB ..."
+	if !required {
+		args = "[" + args + "]"
+	}
+	return &ucli.Command{Name: name, Usage: usage, ArgsUsage: args, Flags: targetFlags(flags...), Action: run}
+}
+
 // targetFlags select the fleet and its nodes and say how to reach them:
 // every command that touches nodes takes them.
 func targetFlags(extra ...ucli.Flag) []ucli.Flag {

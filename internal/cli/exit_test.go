@@ -3,20 +3,16 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/pem"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"golang.org/x/crypto/ssh"
-
 	"github.com/tetherdeploy/tether/internal/app"
 	"github.com/tetherdeploy/tether/pkg/deploy"
 	"github.com/tetherdeploy/tether/pkg/fleet"
+	"github.com/tetherdeploy/tether/pkg/remote/remotetest"
 )
 
 // frontEnds runs the same deploy through the command line and through the
@@ -38,15 +34,8 @@ func newFrontEnds(t *testing.T, nodes ...string) *frontEnds {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &frontEnds{t: t, flake: dir, key: pem.EncodeToMemory(block), ev: ev}
+	_, key := remotetest.NewKey(t)
+	f := &frontEnds{t: t, flake: dir, key: key, ev: ev}
 	f.keyF = filepath.Join(t.TempDir(), "id")
 	f.known = filepath.Join(t.TempDir(), "known_hosts")
 	if err := os.WriteFile(f.keyF, f.key, 0o600); err != nil {

@@ -13,29 +13,26 @@ import (
 )
 
 func (c *command) statusCommand() *ucli.Command {
-	return &ucli.Command{
-		Name:      "status",
-		Usage:     "show each node's running system, generations, deploy in progress and last result",
-		ArgsUsage: "[NODE|@TAG|GLOB ...]",
-		Flags: targetFlags(
-			&ucli.BoolFlag{Name: "json", Usage: "print as JSON"},
-			&ucli.BoolFlag{Name: "generations", Usage: "list every generation of each node"},
-		),
-		Action: func(ctx *ucli.Context) error {
-			st, err := c.app.Status(ctx.Context, app.StatusRequest{Target: target(ctx, nil)})
-			if st == nil {
-				return err
-			}
-			if ctx.Bool("json") {
-				if err := writeJSON(c.stdout, st); err != nil {
-					return err
-				}
-			} else {
-				printStatus(c.stdout, st, ctx.Bool("generations"))
-			}
-			return exit(app.StatusExit(st, err))
-		},
+	return nodesCommand("status", "show each node's running system, generations, deploy in progress and last result", false, c.status,
+		&ucli.BoolFlag{Name: "json", Usage: "print as JSON"},
+		&ucli.BoolFlag{Name: "generations", Usage: "list every generation of each node"},
+	)
+}
+
+// status runs `tether status`.
+func (c *command) status(ctx *ucli.Context) error {
+	st, err := c.app.Status(ctx.Context, app.StatusRequest{Target: target(ctx, nil)})
+	if st == nil {
+		return err
 	}
+	if ctx.Bool("json") {
+		if err := writeJSON(c.stdout, st); err != nil {
+			return err
+		}
+	} else {
+		printStatus(c.stdout, st, ctx.Bool("generations"))
+	}
+	return exit(app.StatusExit(st, err))
 }
 
 func printStatus(w io.Writer, st []deploy.NodeStatus, generations bool) {

@@ -194,13 +194,7 @@ func result(t *testing.T, r run, node string) deploy.Result {
 	if r.report == nil {
 		t.Fatalf("no JSON report\n%s", r)
 	}
-	for _, res := range r.report.Results {
-		if res.Node == node {
-			return res
-		}
-	}
-	t.Fatalf("no result for %s in report\n%s", node, r)
-	return deploy.Result{}
+	return testenv.Find(t, r.report.Results, func(res deploy.Result) bool { return res.Node == node }, "no result for %s in report\n%s", node, r)
 }
 
 func parseReport(t *testing.T, b []byte) *deploy.Report {

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/tetherdeploy/tether/internal/fixture"
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/pkg/plan"
 )
 
@@ -26,13 +27,7 @@ func (s *sandbox) plan(ctx context.Context, args ...string) (*plan.Plan, run) {
 
 func nodePlan(t *testing.T, p *plan.Plan, node string) plan.NodePlan {
 	t.Helper()
-	for _, n := range p.Nodes {
-		if n.Node == node {
-			return n
-		}
-	}
-	t.Fatalf("no plan for %s", node)
-	return plan.NodePlan{}
+	return testenv.Find(t, p.Nodes, func(n plan.NodePlan) bool { return n.Node == node }, "no plan for %s", node)
 }
 
 // closureBytes sums the NAR sizes of a closure on the runner, with

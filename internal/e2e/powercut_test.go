@@ -366,6 +366,14 @@ func TestDeployerKilledAtEachPhase(t *testing.T) {
 	if r := s.tether(ctx, append([]string{"deploy"}, hosts...)...); r.code != exitOK {
 		t.Fatalf("deploy v1: %s", r)
 	}
+	// heldAt reaches a phase by holding host's activation at stage of
+	// variant, and resumes by releasing it.
+	heldAt := func(host, stage, variant string) func([]string) func() {
+		return func([]string) func() {
+			s.holdAt(ctx, host, stage, variant)()
+			return func() { s.release(ctx, host, stage, variant) }
+		}
+	}
 	phases := []struct {
 		name, host, variant string
 		reach               func(before []string) (resume func())
@@ -373,10 +381,7 @@ func TestDeployerKilledAtEachPhase(t *testing.T) {
 		status              agent.Status
 	}{{
 		name: "activating", host: "h01", variant: fixture.V2,
-		reach: func(before []string) func() {
-			s.holdAt(ctx, "h01", "test", fixture.V2)()
-			return func() { s.release(ctx, "h01", "test", fixture.V2) }
-		},
+		reach:  heldAt("h01", "test", fixture.V2),
 		endsOn: fixture.V1, status: agent.StatusRolledBack,
 	}, {
 		name: "between confirmation and commit", host: "h02", variant: fixture.V2,
@@ -390,17 +395,11 @@ func TestDeployerKilledAtEachPhase(t *testing.T) {
 		endsOn: fixture.V2, status: agent.StatusDeployed,
 	}, {
 		name: "during the commit", host: "h03", variant: fixture.V2,
-		reach: func(before []string) func() {
-			s.holdAt(ctx, "h03", "boot", fixture.V2)()
-			return func() { s.release(ctx, "h03", "boot", fixture.V2) }
-		},
+		reach:  heldAt("h03", "boot", fixture.V2),
 		endsOn: fixture.V2, status: agent.StatusDeployed,
 	}, {
 		name: "during the rollback", host: "h04", variant: fixture.Fail,
-		reach: func(before []string) func() {
-			s.holdAt(ctx, "h04", "test", fixture.V1)()
-			return func() { s.release(ctx, "h04", "test", fixture.V1) }
-		},
+		reach:  heldAt("h04", "test", fixture.V1),
 		endsOn: fixture.V1, status: agent.StatusRolledBack,
 	}}
 	for _, ph := range phases {

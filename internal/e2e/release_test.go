@@ -154,26 +154,26 @@ func checkArchive(t *testing.T, path, name string) []byte {
 }
 
 func elfFor(m elf.Machine) func([]byte) error {
-	return func(b []byte) error {
-		f, err := elf.NewFile(bytes.NewReader(b))
-		if err != nil {
-			return err
-		}
-		if f.Machine != m {
-			return &archError{f.Machine.String(), m.String()}
-		}
-		return nil
-	}
+	return builtFor(elf.NewFile, func(f *elf.File) elf.Machine { return f.Machine }, m)
 }
 
 func machoFor(c macho.Cpu) func([]byte) error {
+	return builtFor(macho.NewFile, func(f *macho.File) macho.Cpu { return f.Cpu }, c)
+}
+
+// builtFor checks that a binary is an executable open can read, built for
+// want as arch reads it from the header.
+func builtFor[F any, A interface {
+	comparable
+	String() string
+}](open func(io.ReaderAt) (F, error), arch func(F) A, want A) func([]byte) error {
 	return func(b []byte) error {
-		f, err := macho.NewFile(bytes.NewReader(b))
+		f, err := open(bytes.NewReader(b))
 		if err != nil {
 			return err
 		}
-		if f.Cpu != c {
-			return &archError{f.Cpu.String(), c.String()}
+		if got := arch(f); got != want {
+			return &archError{got.String(), want.String()}
 		}
 		return nil
 	}

@@ -304,17 +304,8 @@ func TestUnreachableNode(t *testing.T) {
 
 	t.Run("keep-going", func(t *testing.T) {
 		r := s.tether(ctx, "deploy", "--keep-going")
-		if r.code != exitFailed {
-			t.Errorf("exit %d, want %d", r.code, exitFailed)
-		}
-		if res := result(t, r, fixture.RPi); res.Status != deploy.StatusUnreachable {
-			t.Errorf("rpi: %s, want unreachable", res.Status)
-		}
-		for _, h := range []string{fixture.Frame1, fixture.Web} {
-			if res := result(t, r, h); res.Status != deploy.StatusDeployed {
-				t.Errorf("%s: %s, want deployed", h, res.Status)
-			}
-			s.wantRunning(ctx, h, fixture.V2)
+		for _, res := range wantRun(t, r, exitFailed, deploy.StatusUnreachable, deploy.StatusDeployed) {
+			s.wantRunning(ctx, res.Node, fixture.V2)
 		}
 	})
 
@@ -335,14 +326,9 @@ func TestUnreachableNode(t *testing.T) {
 	}
 	t.Run("nothing-changes", func(t *testing.T) {
 		r := s.tether(ctx, "deploy", "--confirm-timeout", short)
-		if r.code != exitFailed {
-			t.Errorf("exit %d, want %d (failed)", r.code, exitFailed)
-		}
-		if res := result(t, r, fixture.RPi); res.Status != deploy.StatusUnreachable {
-			t.Errorf("rpi: %s, want unreachable", res.Status)
-		}
-		for _, h := range []string{fixture.Frame1, fixture.Web} {
-			if res := result(t, r, h); res.Status != deploy.StatusSkipped || !strings.Contains(res.Error, "node rpi failed") {
+		for _, res := range wantRun(t, r, exitFailed, deploy.StatusUnreachable, deploy.StatusSkipped) {
+			h := res.Node
+			if !strings.Contains(res.Error, "node rpi failed") {
 				t.Errorf("%s: %s (%s), want skipped because rpi failed", h, res.Status, res.Error)
 			}
 			s.wantRunning(ctx, h, fixture.V1)
@@ -360,17 +346,8 @@ func TestUnreachableNode(t *testing.T) {
 	s.setVariant(fixture.RPi, fixture.Fail)
 	t.Run("roll-back-the-others", func(t *testing.T) {
 		r := s.tether(ctx, "deploy", "--confirm-timeout", short)
-		if r.code != exitRolledBack {
-			t.Errorf("exit %d, want %d (rolled back)", r.code, exitRolledBack)
-		}
-		if res := result(t, r, fixture.RPi); res.Status != deploy.StatusRolledBack {
-			t.Errorf("rpi: %s, want rolled-back", res.Status)
-		}
-		for _, h := range []string{fixture.Frame1, fixture.Web} {
-			res := result(t, r, h)
-			if res.Status != deploy.StatusRolledBack {
-				t.Errorf("%s: %s, want rolled-back", h, res.Status)
-			}
+		for _, res := range wantRun(t, r, exitRolledBack, deploy.StatusRolledBack, deploy.StatusRolledBack) {
+			h := res.Node
 			if link := fmt.Sprintf("system-%d-link", res.Generation); !slices.Contains(before[h], link) {
 				t.Errorf("%s: reported generation %d, want one it had before: %v", h, res.Generation, before[h])
 			}
@@ -382,6 +359,28 @@ func TestUnreachableNode(t *testing.T) {
 			}
 		}
 	})
+}
+
+// wantRun checks a deploy of the Home fleet: its exit code, rpi's status
+// and the status of the others, whose results it returns (frame1's, then
+// web's) for the checks of each case.
+func wantRun(t *testing.T, r run, code int, rpi, others deploy.Status) []deploy.Result {
+	t.Helper()
+	if r.code != code {
+		t.Errorf("exit %d, want %d", r.code, code)
+	}
+	if res := result(t, r, fixture.RPi); res.Status != rpi {
+		t.Errorf("rpi: %s, want %s", res.Status, rpi)
+	}
+	var out []deploy.Result
+	for _, h := range []string{fixture.Frame1, fixture.Web} {
+		res := result(t, r, h)
+		if res.Status != others {
+			t.Errorf("%s: %s, want %s", h, res.Status, others)
+		}
+		out = append(out, res)
+	}
+	return out
 }
 
 func TestRollbackCommandAndStatus(t *testing.T) {

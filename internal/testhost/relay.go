@@ -171,17 +171,27 @@ func (r *Relay) serve() {
 			time.Sleep(10 * time.Millisecond)
 			continue
 		}
-		r.mu.Lock()
-		if r.cut || r.closed {
-			r.mu.Unlock()
-			r.refused.Add(1)
-			c.Close()
-			continue
+		if r.admit(func() { c.Close() }, func() { r.wg.Add(1) }) {
+			go r.handle(c)
 		}
-		r.wg.Add(1)
-		r.mu.Unlock()
-		go r.handle(c)
 	}
+}
+
+// admit lets a connection in, running let with r.mu held, unless the
+// relay is cut or closed: then the connection is counted refused and shut.
+// A connection is checked twice, when accepted and again once its target
+// answered, since a cut can come between the two.
+func (r *Relay) admit(shut, let func()) bool {
+	r.mu.Lock()
+	if r.cut || r.closed {
+		r.mu.Unlock()
+		r.refused.Add(1)
+		shut()
+		return false
+	}
+	let()
+	r.mu.Unlock()
+	return true
 }
 
 func (r *Relay) handle(client net.Conn) {
@@ -194,15 +204,9 @@ func (r *Relay) handle(client net.Conn) {
 		return
 	}
 	c := &relayConn{client: client, server: server, done: make(chan struct{})}
-	r.mu.Lock()
-	if r.cut || r.closed {
-		r.mu.Unlock()
-		r.refused.Add(1)
-		c.close()
+	if !r.admit(c.close, func() { r.conns[c] = struct{}{} }) {
 		return
 	}
-	r.conns[c] = struct{}{}
-	r.mu.Unlock()
 	r.accepted.Add(1)
 
 	var wg sync.WaitGroup

@@ -96,6 +96,19 @@ type Event struct {
 // Terminal reports whether nothing follows this event in its log.
 func (e Event) Terminal() bool { return e.Type == EventDone }
 
+// Steps lists the types of evs without activation output (log events):
+// the path a deploy took, which the runner's tests and the agent's own
+// end-to-end tests compare with the one they expect.
+func Steps(evs []Event) []string {
+	var out []string
+	for _, e := range evs {
+		if e.Type != EventLog {
+			out = append(out, string(e.Type))
+		}
+	}
+	return out
+}
+
 // Result sums up a finished deploy: the `done` event's result and last.json.
 type Result struct {
 	DeployID    string `json:"deployId"`

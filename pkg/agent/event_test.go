@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -52,4 +53,11 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += n
 	return n, err
+}
+
+func TestStepsLeaveOutActivationOutput(t *testing.T) {
+	evs := []Event{{Type: EventLocked}, {Type: EventLog, Line: "starting sshd"}, {Type: EventActivating}, {Type: EventLog}, {Type: EventDone}}
+	if got, want := Steps(evs), []string{"locked", "activating", "done"}; !slices.Equal(got, want) {
+		t.Errorf("Steps = %q, want %q", got, want)
+	}
 }

@@ -31,13 +31,7 @@ func orderServer(t *testing.T) (*remote.Client, *remotetest.Server, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(base) })
-	signer := remotetest.NewSigner(t)
-	srv := remotetest.NewServer(t, remotetest.Options{Name: "h01", AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}})
-	keys := remote.NewHostKeys()
-	if err := keys.AddKnownHosts([]byte(srv.KnownHosts()), "test"); err != nil {
-		t.Fatal(err)
-	}
-	d := &remote.Dialer{Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeys: keys, DefaultUser: "root", DialTimeout: 10 * time.Second}
+	srv, d := h01(t)
 	c, err := d.Dial(context.Background(), remote.Target{Name: "h01", Host: "127.0.0.1", Port: srv.Port()})
 	if err != nil {
 		t.Fatal(err)
@@ -46,21 +40,45 @@ func orderServer(t *testing.T) (*remote.Client, *remotetest.Server, string) {
 	return c, srv, base
 }
 
-// step names what a recorded command did, by the program it ran.
+// h01 is an in-process SSH server "h01" whose commands run on this
+// machine, and a dialer that logs in to it as root and trusts its host key
+// alone.
+func h01(t *testing.T) (*remotetest.Server, *remote.Dialer) {
+	t.Helper()
+	signer := remotetest.NewSigner(t)
+	srv := remotetest.NewServer(t, remotetest.Options{Name: "h01", AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}})
+	return srv, trustingDialer(t, srv, signer, "root")
+}
+
+// trustingDialer logs in with signer as user, trusting srv's host key
+// alone.
+func trustingDialer(t *testing.T, srv *remotetest.Server, signer ssh.Signer, user string) *remote.Dialer {
+	t.Helper()
+	keys := remote.NewHostKeys()
+	if err := keys.AddKnownHosts([]byte(srv.KnownHosts()), "test"); err != nil {
+		t.Fatal(err)
+	}
+	return &remote.Dialer{Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeys: keys, DefaultUser: user, DialTimeout: 10 * time.Second}
+}
+
+// stepPrograms name what a recorded command did, by the program it ran: the
+// first whose text the command holds.
+var stepPrograms = []struct{ program, step string }{
+	{"uname -m", "check"},
+	{"mkdir -m", "mkdir"},
+	{"exec sha256sum", "sum"},
+	{"gzip -dc", "receive"},
+	{"mv -f", "commit"},
+	{"exec rm -f", "remove"},
+}
+
+// step names what a recorded command did (see stepPrograms); a command
+// none of them ran is named by its text.
 func step(e remotetest.Exec) string {
-	switch {
-	case strings.Contains(e.Command, "uname -m"):
-		return "check"
-	case strings.Contains(e.Command, "mkdir -m"):
-		return "mkdir"
-	case strings.Contains(e.Command, "exec sha256sum"):
-		return "sum"
-	case strings.Contains(e.Command, "gzip -dc"):
-		return "receive"
-	case strings.Contains(e.Command, "mv -f"):
-		return "commit"
-	case strings.Contains(e.Command, "exec rm -f"):
-		return "remove"
+	for _, s := range stepPrograms {
+		if strings.Contains(e.Command, s.program) {
+			return s.step
+		}
 	}
 	return e.Command
 }
@@ -123,13 +141,7 @@ esac
 	if err := os.WriteFile(fake, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	signer := remotetest.NewSigner(t)
-	srv := remotetest.NewServer(t, remotetest.Options{Name: "h01", AuthorizedKeys: []ssh.PublicKey{signer.PublicKey()}})
-	keys := remote.NewHostKeys()
-	if err := keys.AddKnownHosts([]byte(srv.KnownHosts()), "test"); err != nil {
-		t.Fatal(err)
-	}
-	d := &remote.Dialer{Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeys: keys, DefaultUser: "root", DialTimeout: 10 * time.Second}
+	srv, d := h01(t)
 	target := remote.Target{Name: "h01", Host: "127.0.0.1", Port: srv.Port()}
 	n := &nodeRun{e: &Engine{Dialer: d}, node: &fleet.Node{Name: "h01"}, dialer: d, conn: &conn{dialer: d, target: target}}
 	defer n.conn.drop()

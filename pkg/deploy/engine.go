@@ -529,22 +529,25 @@ func mapAgentResult(res agent.Result, err error) (Status, error) {
 	if res.Reason != "" || res.Error != "" {
 		detail = errors.New(strings.TrimPrefix(strings.Join(nonEmpty(res.Reason, res.Error), ": "), ": "))
 	}
-	switch res.Status {
-	case agent.StatusDeployed:
-		return StatusDeployed, nil
-	case agent.StatusRebootRequired:
-		return StatusRebootRequired, nil
-	case agent.StatusDryActivated:
-		return StatusDryActivated, nil
-	case agent.StatusRolledBack:
-		return StatusRolledBack, detail
-	case agent.StatusRollbackFailed:
-		return StatusUncertain, detail
-	case agent.StatusLockHeld:
-		return StatusFailed, detail
-	default:
-		return StatusFailed, detail
+	st, ok := agentOutcomes[res.Status]
+	if !ok {
+		st = StatusFailed
 	}
+	if st.OK() {
+		return st, nil
+	}
+	return st, detail
+}
+
+// agentOutcomes is the node's status for each outcome of the agent's; an
+// outcome missing here (failed, lock held, one this build does not know)
+// is a failure.
+var agentOutcomes = map[agent.Status]Status{
+	agent.StatusDeployed:       StatusDeployed,
+	agent.StatusRebootRequired: StatusRebootRequired,
+	agent.StatusDryActivated:   StatusDryActivated,
+	agent.StatusRolledBack:     StatusRolledBack,
+	agent.StatusRollbackFailed: StatusUncertain,
 }
 
 func nonEmpty(ss ...string) []string {

@@ -125,12 +125,8 @@ func newPipeNode(t *testing.T) *pipeNode {
 		Env:            []string{"PATH=" + bin + ":/usr/local/bin:/usr/bin:/bin", "HOME=" + dir},
 		Dir:            dir,
 	})
-	hk := remote.NewHostKeys()
-	if err := hk.AddKnownHosts([]byte(srv.KnownHosts()), "test"); err != nil {
-		t.Fatal(err)
-	}
 	p := &pipeNode{t: t, srv: srv, dir: dir, history: filepath.Join(dir, "history")}
-	d := &remote.Dialer{Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeys: hk, DefaultUser: "deployer", DialTimeout: 10 * time.Second}
+	d := trustingDialer(t, srv, signer, "deployer")
 	p.e = &Engine{
 		Dialer: dialFunc(func(ctx context.Context, tg remote.Target) (*remote.Client, error) {
 			n := p.dials.Add(1)
@@ -216,6 +212,24 @@ func (p *pipeNode) run(ctx context.Context, system string, opts Options) (*nodeR
 	return r, st, err
 }
 
+// deploy deploys system as run does, with the default options, and stops
+// the test unless the node ends on it; it returns system.
+func (p *pipeNode) deploy(system string) string {
+	p.t.Helper()
+	if _, st, err := p.run(context.Background(), system, Options{}); st != StatusDeployed {
+		p.t.Fatalf("deploy %s: %s %v", filepath.Base(system), st, err)
+	}
+	return system
+}
+
+// profileIs asserts that the profile points at system.
+func (p *pipeNode) profileIs(system string) {
+	p.t.Helper()
+	if got := p.profile(); got != system {
+		p.t.Errorf("profile points at %q, want %s", got, system)
+	}
+}
+
 func (p *pipeNode) profile() string {
 	p.t.Helper()
 	target, err := filepath.EvalSymlinks(p.node.Profiles[0].ProfilePath)
@@ -248,9 +262,7 @@ func TestPipelineDeploysAndConfirmsOverAFreshConnection(t *testing.T) {
 	if st != StatusDeployed || err != nil {
 		t.Fatalf("deploy: %s %v", st, err)
 	}
-	if got := p.profile(); got != v1 {
-		t.Errorf("profile points at %q, want %s", got, v1)
-	}
+	p.profileIs(v1)
 	if r.res.Generation != 1 || r.res.Current != v1 {
 		t.Errorf("result %+v", r.res)
 	}
@@ -274,15 +286,11 @@ func TestPipelineUploadsTheAgentOnce(t *testing.T) {
 		}
 		return n
 	}
-	if _, st, err := p.run(context.Background(), p.system("v1", 0), Options{}); st != StatusDeployed {
-		t.Fatalf("first deploy: %s %v", st, err)
-	}
+	p.deploy(p.system("v1", 0))
 	if uploads() != 1 {
 		t.Fatalf("%d uploads for the first deploy", uploads())
 	}
-	if _, st, err := p.run(context.Background(), p.system("v2", 0), Options{}); st != StatusDeployed {
-		t.Fatalf("second deploy: %s %v", st, err)
-	}
+	p.deploy(p.system("v2", 0))
 	if uploads() != 1 {
 		t.Errorf("the agent was uploaded again although the node had it (%d uploads)", uploads())
 	}
@@ -303,9 +311,7 @@ func TestPipelineTamperedAgentIsReplaced(t *testing.T) {
 	if err := os.Rename(fake, r.first().path); err != nil {
 		t.Fatal(err)
 	}
-	if _, st, err := p.run(context.Background(), p.system("v2", 0), Options{}); st != StatusDeployed {
-		t.Fatalf("deploy with a tampered agent: %s %v", st, err)
-	}
+	p.deploy(p.system("v2", 0))
 	local, _ := os.ReadFile(builtAgent(t))
 	remoteAgent, _ := os.ReadFile(r.first().path)
 	if string(local) != string(remoteAgent) {
@@ -315,17 +321,12 @@ func TestPipelineTamperedAgentIsReplaced(t *testing.T) {
 
 func TestPipelineFailedActivationRollsBack(t *testing.T) {
 	p := newPipeNode(t)
-	v1 := p.system("v1", 0)
-	if _, st, err := p.run(context.Background(), v1, Options{}); st != StatusDeployed {
-		t.Fatalf("v1: %s %v", st, err)
-	}
+	v1 := p.deploy(p.system("v1", 0))
 	r, st, err := p.run(context.Background(), p.system("broken", 2), Options{})
 	if st != StatusRolledBack || err == nil || !strings.Contains(err.Error(), "exit status 2") {
 		t.Fatalf("broken release: %s %v, want rolled back naming the exit status", st, err)
 	}
-	if got := p.profile(); got != v1 {
-		t.Errorf("profile points at %q after the rollback, want %s", got, v1)
-	}
+	p.profileIs(v1)
 	if r.res.Previous != v1 {
 		t.Errorf("previous %q, want %s", r.res.Previous, v1)
 	}
@@ -339,10 +340,7 @@ func TestPipelineFailedActivationRollsBack(t *testing.T) {
 // the release turned on) cannot be confirmed, so it rolls back by itself.
 func TestPipelineUnconfirmableNodeRollsBack(t *testing.T) {
 	p := newPipeNode(t)
-	v1 := p.system("v1", 0)
-	if _, st, err := p.run(context.Background(), v1, Options{}); st != StatusDeployed {
-		t.Fatalf("v1: %s %v", st, err)
-	}
+	v1 := p.deploy(p.system("v1", 0))
 	p.dials.Store(0)
 	p.refuseDialsAfter.Store(1) // the work connection, and no more
 	start := time.Now()
@@ -353,9 +351,7 @@ func TestPipelineUnconfirmableNodeRollsBack(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "could not confirm") {
 		t.Errorf("error %v, want it to say the deployer could not confirm", err)
 	}
-	if got := p.profile(); got != v1 {
-		t.Errorf("profile points at %q, want %s", got, v1)
-	}
+	p.profileIs(v1)
 	if d := time.Since(start); d < 2*time.Second {
 		t.Errorf("rolled back after %s, before the 2s confirmation timeout", d)
 	}
@@ -372,10 +368,7 @@ func TestPipelineHealthChecksGateTheConfirmation(t *testing.T) {
 	p := newPipeNode(t)
 	p.node.Health = []fleet.HealthCheck{{Name: "web", HTTP: srv.URL, Timeout: time.Second}}
 	healthy.Store(true)
-	v1 := p.system("v1", 0)
-	if _, st, err := p.run(context.Background(), v1, Options{}); st != StatusDeployed {
-		t.Fatalf("healthy: %s %v", st, err)
-	}
+	v1 := p.deploy(p.system("v1", 0))
 	if !p.said("health check web passed") {
 		t.Error("the passing check was not reported")
 	}
@@ -384,16 +377,12 @@ func TestPipelineHealthChecksGateTheConfirmation(t *testing.T) {
 	if st != StatusRolledBack || err == nil || !strings.Contains(err.Error(), "status 503") {
 		t.Fatalf("unhealthy: %s %v, want rolled back with the check's status", st, err)
 	}
-	if got := p.profile(); got != v1 {
-		t.Errorf("profile points at %q, want %s", got, v1)
-	}
+	p.profileIs(v1)
 }
 
 func TestPipelineCommandHealthCheckRunsOnTheNode(t *testing.T) {
 	p := newPipeNode(t)
-	if _, st, err := p.run(context.Background(), p.system("v0", 0), Options{}); st != StatusDeployed {
-		t.Fatalf("v0: %s %v", st, err)
-	}
+	p.deploy(p.system("v0", 0))
 	marker := filepath.Join(p.dir, "ready")
 	p.node.Health = []fleet.HealthCheck{{Command: []string{"test", "-e", marker}}}
 	_, st, err := p.run(context.Background(), p.system("v1", 0), Options{ConfirmTimeout: 2 * time.Second})
@@ -403,19 +392,14 @@ func TestPipelineCommandHealthCheckRunsOnTheNode(t *testing.T) {
 	if err := os.WriteFile(marker, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, st, err := p.run(context.Background(), p.system("v2", 0), Options{}); st != StatusDeployed {
-		t.Fatalf("check passing: %s %v", st, err)
-	}
+	p.deploy(p.system("v2", 0))
 }
 
 // Ctrl-C while the node waits for its confirmation: nothing is confirmed,
 // and the deployer waits for the node to be back on its previous system.
 func TestPipelineInterruptIsNeverConfirmed(t *testing.T) {
 	p := newPipeNode(t)
-	v1 := p.system("v1", 0)
-	if _, st, err := p.run(context.Background(), v1, Options{}); st != StatusDeployed {
-		t.Fatalf("v1: %s %v", st, err)
-	}
+	v1 := p.deploy(p.system("v1", 0))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p.e.Sink = func(ev Event) {
@@ -427,19 +411,14 @@ func TestPipelineInterruptIsNeverConfirmed(t *testing.T) {
 	if st != StatusRolledBack {
 		t.Fatalf("%s %v, want rolled back", st, err)
 	}
-	if got := p.profile(); got != v1 {
-		t.Errorf("profile points at %q, want %s", got, v1)
-	}
+	p.profileIs(v1)
 }
 
 // A second deploy while one waits for its confirmation fails at once,
 // naming the deploy in progress and who runs it, and changes nothing.
 func TestPipelineSecondDeployIsRefused(t *testing.T) {
 	p := newPipeNode(t)
-	v1 := p.system("v1", 0)
-	if _, st, err := p.run(context.Background(), v1, Options{}); st != StatusDeployed {
-		t.Fatalf("v1: %s %v", st, err)
-	}
+	p.deploy(p.system("v1", 0))
 	// The first deploy's health check holds its confirmation until the
 	// second deploy has been tried.
 	waiting, release := make(chan struct{}), make(chan struct{})
@@ -483,17 +462,13 @@ func TestPipelineLaterProfileFailureTakesEarlierBack(t *testing.T) {
 	p.node.Profiles = append(p.node.Profiles, home)
 	sysV1, homeV1 := p.system("sys-v1", 0), p.system("home-v1", 0)
 	home.OutPath = homeV1
-	if _, st, err := p.run(context.Background(), sysV1, Options{}); st != StatusDeployed {
-		t.Fatalf("v1: %s %v", st, err)
-	}
+	p.deploy(sysV1)
 	home.OutPath = p.system("home-broken", 2)
 	r, st, err := p.run(context.Background(), p.system("sys-v2", 0), Options{})
 	if st != StatusRolledBack || err == nil {
 		t.Fatalf("%s %v, want rolled back", st, err)
 	}
-	if got := p.profile(); got != sysV1 {
-		t.Errorf("system profile at %q, want it back on %s", got, sysV1)
-	}
+	p.profileIs(sysV1)
 	if len(r.res.Profiles) != 2 || r.res.Profiles[0].Status != StatusDeployed || r.res.Profiles[1].Status != StatusRolledBack {
 		t.Errorf("profiles %+v", r.res.Profiles)
 	}
@@ -503,10 +478,7 @@ func TestPipelineLaterProfileFailureTakesEarlierBack(t *testing.T) {
 // node fails: its generation list reads as before.
 func TestPipelineRevertKeepsGenerations(t *testing.T) {
 	p := newPipeNode(t)
-	v1 := p.system("v1", 0)
-	if _, st, err := p.run(context.Background(), v1, Options{}); st != StatusDeployed {
-		t.Fatalf("v1: %s %v", st, err)
-	}
+	v1 := p.deploy(p.system("v1", 0))
 	r, st, err := p.run(context.Background(), p.system("v2", 0), Options{})
 	if st != StatusDeployed {
 		t.Fatalf("v2: %s %v", st, err)
@@ -515,9 +487,7 @@ func TestPipelineRevertKeepsGenerations(t *testing.T) {
 	if st != StatusRolledBack || err == nil || !strings.Contains(err.Error(), "node other failed") {
 		t.Fatalf("revert: %s %v", st, err)
 	}
-	if got := p.profile(); got != v1 {
-		t.Errorf("profile at %q, want %s", got, v1)
-	}
+	p.profileIs(v1)
 	links, _ := filepath.Glob(filepath.Join(p.dir, "profiles", "system-*-link"))
 	if len(links) != 1 {
 		t.Errorf("generations after the revert: %q, want only the first", links)
@@ -526,20 +496,14 @@ func TestPipelineRevertKeepsGenerations(t *testing.T) {
 
 func TestPipelineRollbackCommand(t *testing.T) {
 	p := newPipeNode(t)
-	v1, v2 := p.system("v1", 0), p.system("v2", 0)
-	for _, s := range []string{v1, v2} {
-		if _, st, err := p.run(context.Background(), s, Options{}); st != StatusDeployed {
-			t.Fatalf("deploy %s: %s %v", s, st, err)
-		}
-	}
+	v1 := p.deploy(p.system("v1", 0))
+	p.deploy(p.system("v2", 0))
 	rep := p.e.Rollback(context.Background(), []*fleet.Node{p.node}, RollbackOptions{Options: Options{DeployID: "rb"}})
 	res := rep.Results[0]
 	if res.Status != StatusDeployed || res.TargetGeneration != 1 || res.Current != v1 || !rep.Action.IsRollback() {
 		t.Fatalf("rollback: %+v", res)
 	}
-	if got := p.profile(); got != v1 {
-		t.Errorf("profile at %q, want %s", got, v1)
-	}
+	p.profileIs(v1)
 	st := p.e.Status(context.Background(), []*fleet.Node{p.node}, 1)
 	if st[0].Error != "" || st[0].Status == nil || st[0].Status.ProfilePath != v1 || len(st[0].Status.Generations) < 2 {
 		t.Errorf("status after the rollback: %+v", st[0])

@@ -281,12 +281,6 @@ func gateUntil(log *stageLog, lines ...string) chan struct{} {
 	return g
 }
 
-// runSched runs the scheduler over the fake nodes, with build marking the
-// named nodes' builds failed.
-func runSched(ctx context.Context, s scheduler, nodes []*fakeNode, buildFails ...string) {
-	s.run(ctx, asStageList(nodes), fakeBuild{fails: buildFails}.of(nodes))
-}
-
 // before asserts that line a comes before line b in the log, both there.
 func before(t *testing.T, log *stageLog, a, b string) {
 	t.Helper()
@@ -296,353 +290,344 @@ func before(t *testing.T, log *stageLog, a, b string) {
 	}
 }
 
-func TestSchedulerAllDeployed(t *testing.T) {
-	nodes, log := fleetOf("a", "b", "c")
-	runSched(context.Background(), scheduler{parallel: 1}, nodes)
-	if got, want := statusesOf(nodes), "a=deployed b=deployed c=deployed"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	for _, n := range []string{"a", "b", "c"} {
-		before(t, log, "dial "+n, "copy "+n)
-		before(t, log, "built "+n, "copy "+n)
-		before(t, log, "copy "+n, "activate "+n)
-		before(t, log, "activate "+n, "finish "+n+" deployed")
-	}
-	// One at a time: no activation starts before the one before ended.
-	running := ""
-	for _, l := range log.all() {
-		if n, ok := strings.CutPrefix(l, "activate "); ok {
-			if running != "" {
-				t.Errorf("%s activated while %s was:\n%s", n, running, log)
-			}
-			running = n
-		}
-		if strings.HasPrefix(l, "finish "+running+" ") {
-			running = ""
-		}
-	}
+// schedCase is one run of the scheduler over fake nodes ("name:wave").
+// outcomes scripts stages that do not succeed, by "stage node" ("dial b",
+// "copy a", "activate b", "revert a", "interrupted b": the outcome of an
+// activation that saw the interrupt); waits makes a stage, by "stage
+// node", wait for a line of the log before it returns. build is the build
+// (nil: every node built in order, those in fails failing); setup does
+// what the fields cannot, and may cancel the run's context. want is the
+// statuses the nodes end with ("" for not checked), check what else the
+// case asserts.
+type schedCase struct {
+	name     string
+	nodes    []string
+	sched    scheduler
+	outcomes map[string]Status
+	waits    map[string]string
+	fails    []string
+	build    func(log *stageLog) fakeBuild
+	setup    func(nodes []*fakeNode, log *stageLog, cancel context.CancelFunc)
+	want     string
+	check    func(t *testing.T, nodes []*fakeNode, log *stageLog)
 }
 
-// The point of building and copying at once: a node whose build ended is
-// connected to and copied while another node's build still runs.
-func TestSchedulerCopiesWhileOthersBuild(t *testing.T) {
-	nodes, log := fleetOf("a", "b")
-	build := fakeBuild{gates: map[string]chan struct{}{"b": gateUntil(log, "copy a", "dial b")}}
-	scheduler{parallel: 4}.run(context.Background(), asStageList(nodes), build.of(nodes))
-	if got, want := statusesOf(nodes), "a=deployed b=deployed"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	before(t, log, "copy a", "built b")
-	// Connecting does not wait for the build: b's build waits for it.
-	if log.has("timed out waiting for dial b") {
-		t.Errorf("b was not connected to before its build ended:\n%s", log)
-	}
-}
-
-// Without keep-going, no node is activated before every build has ended:
-// a late build failure must find every node as it was.
-func TestSchedulerNoActivationBeforeEveryBuildEnded(t *testing.T) {
-	nodes, log := fleetOf("a", "b")
-	build := fakeBuild{gates: map[string]chan struct{}{"b": gateUntil(log, "copy a")}}
-	scheduler{parallel: 4}.run(context.Background(), asStageList(nodes), build.of(nodes))
-	before(t, log, "built b", "activate a")
-}
-
-// With keep-going a node's build failing later changes nothing for the
-// others, so a node activates as soon as it is copied.
-func TestSchedulerKeepGoingActivatesBeforeOtherBuildsEnd(t *testing.T) {
-	nodes, log := fleetOf("a", "b")
-	build := fakeBuild{gates: map[string]chan struct{}{"b": gateUntil(log, "finish a deployed")}}
-	scheduler{parallel: 4, keepGoing: true}.run(context.Background(), asStageList(nodes), build.of(nodes))
-	if got, want := statusesOf(nodes), "a=deployed b=deployed"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	before(t, log, "finish a deployed", "built b")
-}
-
-// A build failing after another node was copied: the copied node is
-// skipped, before anything on it changed.
-func TestSchedulerLateBuildFailureSkipsCopiedNodes(t *testing.T) {
-	nodes, log := fleetOf("a", "b")
-	build := fakeBuild{fails: []string{"b"}, gates: map[string]chan struct{}{"b": gateUntil(log, "copy a")}}
-	scheduler{parallel: 4}.run(context.Background(), asStageList(nodes), build.of(nodes))
-	if got, want := statusesOf(nodes), "a=skipped b=failed"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	if !log.has("copy a") || log.has("activate a") || log.has("revert a (node b failed to build)") {
-		t.Errorf("a was not copied, or was activated:\n%s", log)
-	}
-	if got := nodes[0].lastErr(); got != "not activated: node b failed to build" {
-		t.Errorf("a's error %q", got)
-	}
-	if got := nodes[1].lastErr(); got != "build: exit 1" {
-		t.Errorf("b's error %q", got)
-	}
-}
-
-// A failed build stops the builds still running: their nodes are skipped.
-func TestSchedulerBuildFailureStopsTheOtherBuilds(t *testing.T) {
-	nodes, log := fleetOf("a", "b", "c")
-	never := make(chan struct{})
-	build := fakeBuild{order: []string{"b", "c", "a"}, fails: []string{"b"}, gates: map[string]chan struct{}{"c": never}}
-	scheduler{parallel: 4}.run(context.Background(), asStageList(nodes), build.of(nodes))
-	if got, want := statusesOf(nodes), "a=skipped b=failed c=skipped"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	if !log.has("build stopped before c") {
-		t.Errorf("the other builds were not stopped:\n%s", log)
-	}
-	if got := nodes[2].lastErr(); !strings.HasPrefix(got, "not ") || !strings.HasSuffix(got, ": node b failed to build") {
-		t.Errorf("c's error %q", got)
-	}
-}
-
-// The issue's case: b fails in wave 0, so a (deployed in the same wave) is
-// rolled back and c (wave 1) is never activated.
-func TestSchedulerFailureInWaveRollsBackAndSkips(t *testing.T) {
-	nodes, log := fleetOf("a:0", "b:0", "c:1")
-	nodes[1].activated = StatusRolledBack
-	nodes[1].hook("activate", waitFor(log, "finish a deployed"))
-	runSched(context.Background(), scheduler{parallel: 2}, nodes)
-	if got, want := statusesOf(nodes), "a=rolled-back b=rolled-back c=skipped"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	if !log.has("revert a (node b failed)") {
-		t.Errorf("a was not reverted:\n%s", log)
-	}
-	if log.has("activate c") || log.has("revert b (node b failed)") {
-		t.Errorf("c was activated, or b reverted by the scheduler:\n%s", log)
-	}
-	if got := nodes[2].lastErr(); !strings.HasPrefix(got, "not ") || !strings.HasSuffix(got, ": node b failed") {
-		t.Errorf("c's error %q", got)
-	}
-}
-
-// Waves order activations; copies run ahead of them.
-func TestSchedulerWavesOrderActivations(t *testing.T) {
-	nodes, log := fleetOf("late:2", "early:0", "mid:1", "early2:0")
-	nodes[1].hook("activate", waitFor(log, "copy late"))
-	runSched(context.Background(), scheduler{parallel: 4}, nodes)
-	if got, want := statusesOf(nodes), "late=deployed early=deployed mid=deployed early2=deployed"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	for _, pair := range [][2]string{{"early", "mid"}, {"early2", "mid"}, {"mid", "late"}} {
-		before(t, log, "finish "+pair[0]+" deployed", "activate "+pair[1])
-	}
-	before(t, log, "copy late", "finish early deployed")
-}
-
-func TestSchedulerKeepGoing(t *testing.T) {
-	nodes, log := fleetOf("a:0", "b:0", "c:1")
-	nodes[1].activated = StatusRolledBack
-	runSched(context.Background(), scheduler{parallel: 1, keepGoing: true}, nodes)
-	if got, want := statusesOf(nodes), "a=deployed b=rolled-back c=deployed"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	for _, l := range log.all() {
-		if strings.HasPrefix(l, "revert") {
-			t.Errorf("keep-going reverted a node: %s", l)
-		}
-	}
-}
-
-func TestSchedulerBuildFailureSkipsEveryNode(t *testing.T) {
-	nodes, log := fleetOf("a", "b", "c")
-	runSched(context.Background(), scheduler{parallel: 2}, nodes, "b")
-	if got, want := statusesOf(nodes), "a=skipped b=failed c=skipped"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	for _, l := range log.all() {
-		if strings.HasPrefix(l, "activate") || strings.HasPrefix(l, "copy b") {
-			t.Errorf("a node was activated, or the failed build copied: %s", l)
-		}
-	}
-	if got := nodes[0].lastErr(); !strings.HasSuffix(got, ": node b failed to build") {
-		t.Errorf("a's error %q", got)
-	}
-}
-
-func TestSchedulerBuildFailureWithKeepGoing(t *testing.T) {
-	nodes, _ := fleetOf("a", "b", "c")
-	runSched(context.Background(), scheduler{parallel: 2, keepGoing: true}, nodes, "b")
-	if got, want := statusesOf(nodes), "a=deployed b=failed c=deployed"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-}
-
-// An unreachable node found while the others build stops the run before
-// anything changed anywhere: the builds are stopped, nothing activated.
-func TestSchedulerUnreachableNodeStopsTheRun(t *testing.T) {
-	nodes, log := fleetOf("a", "b", "c")
-	nodes[1].dialed = StatusUnreachable
-	build := fakeBuild{gates: map[string]chan struct{}{"a": gateUntil(log, "finish b unreachable")}}
-	scheduler{parallel: 1}.run(context.Background(), asStageList(nodes), build.of(nodes))
-	if got, want := statusesOf(nodes), "a=skipped b=unreachable c=skipped"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	for _, l := range log.all() {
-		if strings.HasPrefix(l, "activate") || strings.HasPrefix(l, "copy") {
-			t.Errorf("a node was copied or activated after another was found unreachable: %s", l)
-		}
-	}
-}
-
-// A node found unreachable after others were activated: they go back.
-func TestSchedulerUnreachableNodeRevertsTheActivatedOnes(t *testing.T) {
-	nodes, log := fleetOf("a:0", "b:1")
-	nodes[1].dialed = StatusUnreachable
-	nodes[1].hook("dial", waitFor(log, "finish a deployed"))
-	runSched(context.Background(), scheduler{parallel: 2}, nodes)
-	if got, want := statusesOf(nodes), "a=rolled-back b=unreachable"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	if log.has("activate b") {
-		t.Error("an unreachable node was activated")
-	}
-}
-
-func TestSchedulerUnreachableNodeWithKeepGoing(t *testing.T) {
-	nodes, _ := fleetOf("a", "b", "c")
-	nodes[1].dialed = StatusUnreachable
-	runSched(context.Background(), scheduler{parallel: 1, keepGoing: true}, nodes)
-	if got, want := statusesOf(nodes), "a=deployed b=unreachable c=deployed"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-}
-
-// A node whose contact was lost for good after its activation began is
-// uncertain: the run stops, the others go back, and the uncertain node is
-// not "reverted" (nobody knows what it runs).
-func TestSchedulerLostNodeIsUncertain(t *testing.T) {
-	nodes, log := fleetOf("a", "b", "c")
-	nodes[1].activated = StatusUncertain
-	nodes[1].hook("activate", waitFor(log, "finish a deployed"))
-	nodes[2].hook("copy", waitFor(log, "finish b uncertain"))
-	runSched(context.Background(), scheduler{parallel: 3}, nodes)
-	if got, want := statusesOf(nodes), "a=rolled-back b=uncertain c=skipped"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	if log.has("revert b (node b failed)") {
-		t.Error("the uncertain node was reverted")
-	}
-}
-
-func TestSchedulerRevertFailureIsUncertain(t *testing.T) {
-	nodes, log := fleetOf("a", "b")
-	nodes[0].reverted = StatusUncertain
-	nodes[1].activated = StatusFailed
-	nodes[1].hook("activate", waitFor(log, "finish a deployed"))
-	runSched(context.Background(), scheduler{parallel: 2}, nodes)
-	if got, want := statusesOf(nodes), "a=uncertain b=failed"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-}
-
-// An interrupt mid-wave: the node being activated runs to its own end
-// (unconfirmed, so rolled back), nothing new starts, and since a node of
-// the run went back, the nodes already deployed go back too: the fleet is
-// not left half on the new release.
-func TestSchedulerInterruptMidWave(t *testing.T) {
+func (tc schedCase) run(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	nodes, log := fleetOf("a:0", "b:0", "c:0", "d:1")
-	nodes[1].hook("activate", func(context.Context) {
-		log.wait("finish a deployed")
-		cancel()
-	})
-	nodes[1].interrupted = StatusRolledBack
-	nodes[2].hook("copy", func(ctx context.Context) { <-ctx.Done() })
-	runSched(ctx, scheduler{parallel: 4}, nodes)
-	if got, want := statusesOf(nodes), "a=rolled-back b=rolled-back c=skipped d=skipped"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	if got := nodes[2].lastErr(); !strings.HasPrefix(got, "not ") || !strings.HasSuffix(got, ": node b failed") && !strings.HasSuffix(got, ": interrupted") {
-		t.Errorf("c's error %q", got)
-	}
-	if log.has("activate c") || log.has("activate d") {
-		t.Errorf("work started after the interrupt:\n%s", log)
-	}
-}
-
-// An interrupt while a node copies: it is not activated.
-func TestSchedulerInterruptBeforeActivation(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	nodes, log := fleetOf("a", "b")
-	nodes[0].hook("copy", func(context.Context) { cancel() })
-	nodes[1].hook("copy", func(ctx context.Context) { <-ctx.Done() })
-	runSched(ctx, scheduler{parallel: 2}, nodes)
-	if got, want := statusesOf(nodes), "a=skipped b=skipped"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	if log.has("activate a") {
-		t.Error("a node was activated after the interrupt")
-	}
-	if got := nodes[0].lastErr(); got != "not activated: interrupted" {
-		t.Errorf("a's error %q", got)
-	}
-}
-
-// A node failing while another copies: the other is skipped before it is
-// activated, and nothing of it needs reverting.
-func TestSchedulerFailureWhileAnotherCopies(t *testing.T) {
-	nodes, log := fleetOf("a", "b")
-	nodes[0].hook("copy", waitFor(log, "finish b rolled-back"))
-	nodes[1].activated = StatusRolledBack
-	nodes[1].hook("activate", waitFor(log, "copy a"))
-	runSched(context.Background(), scheduler{parallel: 2}, nodes)
-	if got, want := statusesOf(nodes), "a=skipped b=rolled-back"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	if log.has("activate a") || log.has("revert a (node b failed)") {
-		t.Errorf("a was activated or reverted:\n%s", log)
-	}
-	if got := nodes[0].lastErr(); got != "not activated: node b failed" {
-		t.Errorf("a's error %q", got)
-	}
-}
-
-// Dry activations and nodes that needed no activation are never reverted.
-func TestSchedulerDoesNotRevertDryActivations(t *testing.T) {
-	nodes, log := fleetOf("a", "b")
-	nodes[0].activated = StatusDryActivated
-	nodes[1].activated = StatusFailed
-	nodes[1].hook("activate", waitFor(log, "finish a dry-activated"))
-	runSched(context.Background(), scheduler{parallel: 2}, nodes)
-	if got, want := statusesOf(nodes), "a=dry-activated b=failed"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	if log.has("revert a (node b failed)") {
-		t.Error("a dry activation was reverted")
-	}
-}
-
-// A node whose copy failed (a full disk, a lock held by another deploy)
-// stops the run like any failure.
-func TestSchedulerFailedCopyStopsTheRun(t *testing.T) {
-	nodes, log := fleetOf("a", "b", "c")
-	nodes[0].copied = StatusFailed
-	nodes[1].hook("copy", waitFor(log, "finish a failed"))
-	nodes[2].hook("copy", waitFor(log, "finish a failed"))
-	runSched(context.Background(), scheduler{parallel: 3}, nodes)
-	if got, want := statusesOf(nodes), "a=failed b=skipped c=skipped"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-}
-
-// Skipped nodes are not failures: a run whose nodes were only skipped (by
-// an interrupt) reverts nothing.
-func TestSchedulerSkippedIsNotAFailure(t *testing.T) {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	nodes, log := fleetOf("a", "b")
-	runSched(ctx, scheduler{parallel: 1}, nodes)
-	if got, want := statusesOf(nodes), "a=skipped b=skipped"; got != want {
-		t.Errorf("statuses %s, want %s", got, want)
-	}
-	for _, l := range log.all() {
-		if !strings.HasPrefix(l, "finish") && !strings.HasPrefix(l, "build stopped") {
-			t.Errorf("work after an interrupt before the start: %s", l)
+	nodes, log := fleetOf(tc.nodes...)
+	for _, n := range nodes {
+		for stage, st := range map[string]*Status{"dial": &n.dialed, "copy": &n.copied, "activate": &n.activated, "revert": &n.reverted, "interrupted": &n.interrupted} {
+			*st = tc.outcomes[stage+" "+n.n]
 		}
+		for _, stage := range []string{"dial", "copy", "activate"} {
+			if line, ok := tc.waits[stage+" "+n.n]; ok {
+				n.hook(stage, waitFor(log, line))
+			}
+		}
+	}
+	build := fakeBuild{fails: tc.fails}
+	if tc.build != nil {
+		build = tc.build(log)
+	}
+	if tc.setup != nil {
+		tc.setup(nodes, log, cancel)
+	}
+	tc.sched.run(ctx, asStageList(nodes), build.of(nodes))
+	if got := statusesOf(nodes); tc.want != "" && got != tc.want {
+		t.Errorf("statuses %s, want %s", got, tc.want)
+	}
+	if tc.check != nil {
+		tc.check(t, nodes, log)
+	}
+}
+
+// gated is a build that reports node only once the lines are in the log.
+func gated(log *stageLog, node string, lines ...string) fakeBuild {
+	return fakeBuild{gates: map[string]chan struct{}{node: gateUntil(log, lines...)}}
+}
+
+// noLine asserts that no line of the log starts with one of prefixes.
+func noLine(t *testing.T, log *stageLog, what string, prefixes ...string) {
+	t.Helper()
+	for _, l := range log.all() {
+		for _, p := range prefixes {
+			if strings.HasPrefix(l, p) {
+				t.Errorf("%s: %s", what, l)
+			}
+		}
+	}
+}
+
+// lastErrIs asserts node i's error; a want ending in "…" is a prefix, one
+// starting with "…" a suffix, one with "…" inside both.
+func lastErrIs(t *testing.T, nodes []*fakeNode, i int, want string) {
+	t.Helper()
+	got := nodes[i].lastErr()
+	head, tail, cut := strings.Cut(want, "…")
+	if !cut && got != want || cut && (!strings.HasPrefix(got, head) || !strings.HasSuffix(got, tail)) {
+		t.Errorf("%s's error %q", nodes[i].n, got)
+	}
+}
+
+func TestScheduler(t *testing.T) {
+	for _, tc := range []schedCase{{
+		name: "all deployed", nodes: []string{"a", "b", "c"}, sched: scheduler{parallel: 1},
+		want: "a=deployed b=deployed c=deployed",
+		check: func(t *testing.T, _ []*fakeNode, log *stageLog) {
+			for _, n := range []string{"a", "b", "c"} {
+				before(t, log, "dial "+n, "copy "+n)
+				before(t, log, "built "+n, "copy "+n)
+				before(t, log, "copy "+n, "activate "+n)
+				before(t, log, "activate "+n, "finish "+n+" deployed")
+			}
+			// One at a time: no activation starts before the one before ended.
+			running := ""
+			for _, l := range log.all() {
+				if n, ok := strings.CutPrefix(l, "activate "); ok {
+					if running != "" {
+						t.Errorf("%s activated while %s was:\n%s", n, running, log)
+					}
+					running = n
+				}
+				if strings.HasPrefix(l, "finish "+running+" ") {
+					running = ""
+				}
+			}
+		},
+	}, {
+		// The point of building and copying at once: a node whose build
+		// ended is connected to and copied while another node's build
+		// still runs.
+		name: "copies while others build", nodes: []string{"a", "b"}, sched: scheduler{parallel: 4},
+		build: func(log *stageLog) fakeBuild { return gated(log, "b", "copy a", "dial b") },
+		want:  "a=deployed b=deployed",
+		check: func(t *testing.T, _ []*fakeNode, log *stageLog) {
+			before(t, log, "copy a", "built b")
+			// Connecting does not wait for the build: b's build waits for it.
+			if log.has("timed out waiting for dial b") {
+				t.Errorf("b was not connected to before its build ended:\n%s", log)
+			}
+		},
+	}, {
+		// Without keep-going, no node is activated before every build has
+		// ended: a late build failure must find every node as it was.
+		name: "no activation before every build ended", nodes: []string{"a", "b"}, sched: scheduler{parallel: 4},
+		build: func(log *stageLog) fakeBuild { return gated(log, "b", "copy a") },
+		check: func(t *testing.T, _ []*fakeNode, log *stageLog) { before(t, log, "built b", "activate a") },
+	}, {
+		// With keep-going a node's build failing later changes nothing for
+		// the others, so a node activates as soon as it is copied.
+		name: "keep-going activates before other builds end", nodes: []string{"a", "b"}, sched: scheduler{parallel: 4, keepGoing: true},
+		build: func(log *stageLog) fakeBuild { return gated(log, "b", "finish a deployed") },
+		want:  "a=deployed b=deployed",
+		check: func(t *testing.T, _ []*fakeNode, log *stageLog) { before(t, log, "finish a deployed", "built b") },
+	}, {
+		// A build failing after another node was copied: the copied node
+		// is skipped, before anything on it changed.
+		name: "late build failure skips copied nodes", nodes: []string{"a", "b"}, sched: scheduler{parallel: 4},
+		build: func(log *stageLog) fakeBuild {
+			b := gated(log, "b", "copy a")
+			b.fails = []string{"b"}
+			return b
+		},
+		want: "a=skipped b=failed",
+		check: func(t *testing.T, nodes []*fakeNode, log *stageLog) {
+			if !log.has("copy a") || log.has("activate a") || log.has("revert a (node b failed to build)") {
+				t.Errorf("a was not copied, or was activated:\n%s", log)
+			}
+			lastErrIs(t, nodes, 0, "not activated: node b failed to build")
+			lastErrIs(t, nodes, 1, "build: exit 1")
+		},
+	}, {
+		// A failed build stops the builds still running: their nodes are
+		// skipped.
+		name: "build failure stops the other builds", nodes: []string{"a", "b", "c"}, sched: scheduler{parallel: 4},
+		build: func(*stageLog) fakeBuild {
+			return fakeBuild{order: []string{"b", "c", "a"}, fails: []string{"b"}, gates: map[string]chan struct{}{"c": make(chan struct{})}}
+		},
+		want: "a=skipped b=failed c=skipped",
+		check: func(t *testing.T, nodes []*fakeNode, log *stageLog) {
+			if !log.has("build stopped before c") {
+				t.Errorf("the other builds were not stopped:\n%s", log)
+			}
+			lastErrIs(t, nodes, 2, "not …: node b failed to build")
+		},
+	}, {
+		// The issue's case: b fails in wave 0, so a (deployed in the same
+		// wave) is rolled back and c (wave 1) is never activated.
+		name: "failure in a wave rolls back and skips", nodes: []string{"a:0", "b:0", "c:1"}, sched: scheduler{parallel: 2},
+		outcomes: map[string]Status{"activate b": StatusRolledBack},
+		waits:    map[string]string{"activate b": "finish a deployed"},
+		want:     "a=rolled-back b=rolled-back c=skipped",
+		check: func(t *testing.T, nodes []*fakeNode, log *stageLog) {
+			if !log.has("revert a (node b failed)") {
+				t.Errorf("a was not reverted:\n%s", log)
+			}
+			if log.has("activate c") || log.has("revert b (node b failed)") {
+				t.Errorf("c was activated, or b reverted by the scheduler:\n%s", log)
+			}
+			lastErrIs(t, nodes, 2, "not …: node b failed")
+		},
+	}, {
+		// Waves order activations; copies run ahead of them.
+		name: "waves order activations", nodes: []string{"late:2", "early:0", "mid:1", "early2:0"}, sched: scheduler{parallel: 4},
+		waits: map[string]string{"activate early": "copy late"},
+		want:  "late=deployed early=deployed mid=deployed early2=deployed",
+		check: func(t *testing.T, _ []*fakeNode, log *stageLog) {
+			for _, pair := range [][2]string{{"early", "mid"}, {"early2", "mid"}, {"mid", "late"}} {
+				before(t, log, "finish "+pair[0]+" deployed", "activate "+pair[1])
+			}
+			before(t, log, "copy late", "finish early deployed")
+		},
+	}, {
+		name: "keep-going", nodes: []string{"a:0", "b:0", "c:1"}, sched: scheduler{parallel: 1, keepGoing: true},
+		outcomes: map[string]Status{"activate b": StatusRolledBack},
+		want:     "a=deployed b=rolled-back c=deployed",
+		check: func(t *testing.T, _ []*fakeNode, log *stageLog) {
+			noLine(t, log, "keep-going reverted a node", "revert")
+		},
+	}, {
+		name: "build failure skips every node", nodes: []string{"a", "b", "c"}, sched: scheduler{parallel: 2},
+		fails: []string{"b"},
+		want:  "a=skipped b=failed c=skipped",
+		check: func(t *testing.T, nodes []*fakeNode, log *stageLog) {
+			noLine(t, log, "a node was activated, or the failed build copied", "activate", "copy b")
+			lastErrIs(t, nodes, 0, "…: node b failed to build")
+		},
+	}, {
+		name: "build failure with keep-going", nodes: []string{"a", "b", "c"}, sched: scheduler{parallel: 2, keepGoing: true},
+		fails: []string{"b"},
+		want:  "a=deployed b=failed c=deployed",
+	}, {
+		// An unreachable node found while the others build stops the run
+		// before anything changed anywhere: the builds are stopped,
+		// nothing activated.
+		name: "unreachable node stops the run", nodes: []string{"a", "b", "c"}, sched: scheduler{parallel: 1},
+		outcomes: map[string]Status{"dial b": StatusUnreachable},
+		build:    func(log *stageLog) fakeBuild { return gated(log, "a", "finish b unreachable") },
+		want:     "a=skipped b=unreachable c=skipped",
+		check: func(t *testing.T, _ []*fakeNode, log *stageLog) {
+			noLine(t, log, "a node was copied or activated after another was found unreachable", "activate", "copy")
+		},
+	}, {
+		// A node found unreachable after others were activated: they go
+		// back.
+		name: "unreachable node reverts the activated ones", nodes: []string{"a:0", "b:1"}, sched: scheduler{parallel: 2},
+		outcomes: map[string]Status{"dial b": StatusUnreachable},
+		waits:    map[string]string{"dial b": "finish a deployed"},
+		want:     "a=rolled-back b=unreachable",
+		check: func(t *testing.T, _ []*fakeNode, log *stageLog) {
+			if log.has("activate b") {
+				t.Error("an unreachable node was activated")
+			}
+		},
+	}, {
+		name: "unreachable node with keep-going", nodes: []string{"a", "b", "c"}, sched: scheduler{parallel: 1, keepGoing: true},
+		outcomes: map[string]Status{"dial b": StatusUnreachable},
+		want:     "a=deployed b=unreachable c=deployed",
+	}, {
+		// A node whose contact was lost for good after its activation
+		// began is uncertain: the run stops, the others go back, and the
+		// uncertain node is not "reverted" (nobody knows what it runs).
+		name: "lost node is uncertain", nodes: []string{"a", "b", "c"}, sched: scheduler{parallel: 3},
+		outcomes: map[string]Status{"activate b": StatusUncertain},
+		waits:    map[string]string{"activate b": "finish a deployed", "copy c": "finish b uncertain"},
+		want:     "a=rolled-back b=uncertain c=skipped",
+		check: func(t *testing.T, _ []*fakeNode, log *stageLog) {
+			if log.has("revert b (node b failed)") {
+				t.Error("the uncertain node was reverted")
+			}
+		},
+	}, {
+		name: "revert failure is uncertain", nodes: []string{"a", "b"}, sched: scheduler{parallel: 2},
+		outcomes: map[string]Status{"revert a": StatusUncertain, "activate b": StatusFailed},
+		waits:    map[string]string{"activate b": "finish a deployed"},
+		want:     "a=uncertain b=failed",
+	}, {
+		// An interrupt mid-wave: the node being activated runs to its own
+		// end (unconfirmed, so rolled back), nothing new starts, and since
+		// a node of the run went back, the nodes already deployed go back
+		// too: the fleet is not left half on the new release.
+		name: "interrupt mid-wave", nodes: []string{"a:0", "b:0", "c:0", "d:1"}, sched: scheduler{parallel: 4},
+		outcomes: map[string]Status{"interrupted b": StatusRolledBack},
+		setup: func(nodes []*fakeNode, log *stageLog, cancel context.CancelFunc) {
+			nodes[1].hook("activate", func(context.Context) {
+				log.wait("finish a deployed")
+				cancel()
+			})
+			nodes[2].hook("copy", func(ctx context.Context) { <-ctx.Done() })
+		},
+		want: "a=rolled-back b=rolled-back c=skipped d=skipped",
+		check: func(t *testing.T, nodes []*fakeNode, log *stageLog) {
+			if got := nodes[2].lastErr(); !strings.HasPrefix(got, "not ") || !strings.HasSuffix(got, ": node b failed") && !strings.HasSuffix(got, ": interrupted") {
+				t.Errorf("c's error %q", got)
+			}
+			if log.has("activate c") || log.has("activate d") {
+				t.Errorf("work started after the interrupt:\n%s", log)
+			}
+		},
+	}, {
+		// An interrupt while a node copies: it is not activated.
+		name: "interrupt before activation", nodes: []string{"a", "b"}, sched: scheduler{parallel: 2},
+		setup: func(nodes []*fakeNode, _ *stageLog, cancel context.CancelFunc) {
+			nodes[0].hook("copy", func(context.Context) { cancel() })
+			nodes[1].hook("copy", func(ctx context.Context) { <-ctx.Done() })
+		},
+		want: "a=skipped b=skipped",
+		check: func(t *testing.T, nodes []*fakeNode, log *stageLog) {
+			if log.has("activate a") {
+				t.Error("a node was activated after the interrupt")
+			}
+			lastErrIs(t, nodes, 0, "not activated: interrupted")
+		},
+	}, {
+		// A node failing while another copies: the other is skipped
+		// before it is activated, and nothing of it needs reverting.
+		name: "failure while another copies", nodes: []string{"a", "b"}, sched: scheduler{parallel: 2},
+		outcomes: map[string]Status{"activate b": StatusRolledBack},
+		waits:    map[string]string{"copy a": "finish b rolled-back", "activate b": "copy a"},
+		want:     "a=skipped b=rolled-back",
+		check: func(t *testing.T, nodes []*fakeNode, log *stageLog) {
+			if log.has("activate a") || log.has("revert a (node b failed)") {
+				t.Errorf("a was activated or reverted:\n%s", log)
+			}
+			lastErrIs(t, nodes, 0, "not activated: node b failed")
+		},
+	}, {
+		// Dry activations and nodes that needed no activation are never
+		// reverted.
+		name: "dry activations are not reverted", nodes: []string{"a", "b"}, sched: scheduler{parallel: 2},
+		outcomes: map[string]Status{"activate a": StatusDryActivated, "activate b": StatusFailed},
+		waits:    map[string]string{"activate b": "finish a dry-activated"},
+		want:     "a=dry-activated b=failed",
+		check: func(t *testing.T, _ []*fakeNode, log *stageLog) {
+			if log.has("revert a (node b failed)") {
+				t.Error("a dry activation was reverted")
+			}
+		},
+	}, {
+		// A node whose copy failed (a full disk, a lock held by another
+		// deploy) stops the run like any failure.
+		name: "failed copy stops the run", nodes: []string{"a", "b", "c"}, sched: scheduler{parallel: 3},
+		outcomes: map[string]Status{"copy a": StatusFailed},
+		waits:    map[string]string{"copy b": "finish a failed", "copy c": "finish a failed"},
+		want:     "a=failed b=skipped c=skipped",
+	}, {
+		// Skipped nodes are not failures: a run whose nodes were only
+		// skipped (by an interrupt) reverts nothing.
+		name: "skipped is not a failure", nodes: []string{"a", "b"}, sched: scheduler{parallel: 1},
+		setup: func(_ []*fakeNode, _ *stageLog, cancel context.CancelFunc) { cancel() },
+		want:  "a=skipped b=skipped",
+		check: func(t *testing.T, _ []*fakeNode, log *stageLog) {
+			for _, l := range log.all() {
+				if !strings.HasPrefix(l, "finish") && !strings.HasPrefix(l, "build stopped") {
+					t.Errorf("work after an interrupt before the start: %s", l)
+				}
+			}
+		},
+	}} {
+		t.Run(tc.name, tc.run)
 	}
 }
 
@@ -668,7 +653,7 @@ func TestSchedulerRespectsParallel(t *testing.T) {
 		n.hook("copy", busy("work"))
 		n.hook("activate", busy("activate"))
 	}
-	runSched(context.Background(), scheduler{parallel: 2}, nodes)
+	scheduler{parallel: 2}.run(context.Background(), asStageList(nodes), fakeBuild{}.of(nodes))
 	if peak["activate"] != 2 || peak["work"] != 2 {
 		t.Errorf("at most %d nodes activated and %d connected or copied at once, want 2 and 2", peak["activate"], peak["work"])
 	}

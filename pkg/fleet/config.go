@@ -27,19 +27,8 @@ type tomlFile struct {
 }
 
 type tomlSettings struct {
-	SSHUser           *string       `toml:"ssh_user"`
-	User              *string       `toml:"user"`
-	SSHOpts           []string      `toml:"ssh_opts"`
-	FastConnection    *bool         `toml:"fast_connection"`
-	AutoRollback      *bool         `toml:"auto_rollback"`
-	MagicRollback     *bool         `toml:"magic_rollback"`
-	ConfirmTimeout    *tomlDuration `toml:"confirm_timeout"`
-	ActivationTimeout *tomlDuration `toml:"activation_timeout"`
-	TempPath          *string       `toml:"temp_path"`
-	RemoteBuild       *bool         `toml:"remote_build"`
-	InteractiveSudo   *bool         `toml:"interactive_sudo"`
-	Sudo              *string       `toml:"sudo"`
-	BuildHost         *string       `toml:"build_host"`
+	fileSettings[tomlDuration]
+	BuildHost *string `toml:"build_host"`
 }
 
 type tomlNode struct {
@@ -349,21 +338,8 @@ func checkBuildHostSyntax(b string, at Origin, node, key string, errs *errorList
 
 func tomlLayer(s *tomlSettings, at func(key string) Origin) layer {
 	l := layer{
-		set: Overrides{
-			SSHUser:           s.SSHUser,
-			User:              s.User,
-			SSHOpts:           s.SSHOpts,
-			FastConnection:    s.FastConnection,
-			AutoRollback:      s.AutoRollback,
-			MagicRollback:     s.MagicRollback,
-			ConfirmTimeout:    s.ConfirmTimeout.ptr(),
-			ActivationTimeout: s.ActivationTimeout.ptr(),
-			TempPath:          s.TempPath,
-			RemoteBuild:       s.RemoteBuild,
-			InteractiveSudo:   s.InteractiveSudo,
-			Sudo:              s.Sudo,
-		},
-		at: map[string]Origin{},
+		set: s.overrides(func(_ string, d *tomlDuration) *time.Duration { return d.ptr() }),
+		at:  map[string]Origin{},
 	}
 	for _, sp := range settingSpecs {
 		l.at[sp.key] = at(sp.tomlKey)

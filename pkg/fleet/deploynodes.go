@@ -66,18 +66,7 @@ type nixPos struct {
 }
 
 type rawSettings struct {
-	SSHUser           *string  `json:"sshUser"`
-	User              *string  `json:"user"`
-	SSHOpts           []string `json:"sshOpts"`
-	FastConnection    *bool    `json:"fastConnection"`
-	AutoRollback      *bool    `json:"autoRollback"`
-	MagicRollback     *bool    `json:"magicRollback"`
-	ConfirmTimeout    *int64   `json:"confirmTimeout"`
-	ActivationTimeout *int64   `json:"activationTimeout"`
-	TempPath          *string  `json:"tempPath"`
-	RemoteBuild       *bool    `json:"remoteBuild"`
-	InteractiveSudo   *bool    `json:"interactiveSudo"`
-	Sudo              *string  `json:"sudo"`
+	fileSettings[int64] // timeouts in whole seconds
 
 	Pos map[string]*nixPos `json:"__pos"`
 }
@@ -255,23 +244,7 @@ func deployLayer(r rawSettings, key, node string, errs *errorList) layer {
 		d := time.Duration(*v) * time.Second
 		return &d
 	}
-	l := layer{
-		set: Overrides{
-			SSHUser:           r.SSHUser,
-			User:              r.User,
-			SSHOpts:           r.SSHOpts,
-			FastConnection:    r.FastConnection,
-			AutoRollback:      r.AutoRollback,
-			MagicRollback:     r.MagicRollback,
-			ConfirmTimeout:    secs(KeyConfirmTimeout, r.ConfirmTimeout),
-			ActivationTimeout: secs(KeyActivationTimeout, r.ActivationTimeout),
-			TempPath:          r.TempPath,
-			RemoteBuild:       r.RemoteBuild,
-			InteractiveSudo:   r.InteractiveSudo,
-			Sudo:              r.Sudo,
-		},
-		at: map[string]Origin{},
-	}
+	l := layer{set: r.overrides(secs), at: map[string]Origin{}}
 	for _, sp := range settingSpecs {
 		l.at[sp.key] = nixOrigin(key+"."+sp.key, r.Pos[sp.key])
 	}
@@ -303,7 +276,13 @@ func attrName(s string) string {
 
 func jsonTypeError(err error) error {
 	if te, ok := err.(*json.UnmarshalTypeError); ok {
-		return fmt.Errorf("%s: want %s, found %s", strings.TrimPrefix(te.Field, "rawSettings."), te.Type, te.Value)
+		// The path names the embedded structs the field is promoted
+		// from; the user knows only the key.
+		field := te.Field
+		for _, embedded := range []string{"rawSettings.", "fileSettings."} {
+			field = strings.TrimPrefix(field, embedded)
+		}
+		return fmt.Errorf("%s: want %s, found %s", field, te.Type, te.Value)
 	}
 	return err
 }

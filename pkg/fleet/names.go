@@ -24,18 +24,19 @@ var (
 func ValidNodeName(name string) bool { return nodeNamePattern.MatchString(name) }
 
 func checkNodeName(name string) error {
-	if !ValidNodeName(name) {
-		return fmt.Errorf("invalid node name %q: use letters, digits, '_', '.', '-' (not first), at most 63 characters", name)
+	return checkPattern(nodeNamePattern, name, "invalid node name %q: use letters, digits, '_', '.', '-' (not first), at most 63 characters")
+}
+
+// checkPattern refuses s unless p matches it all; format says what s
+// should have been, with s for its %q.
+func checkPattern(p *regexp.Regexp, s, format string) error {
+	if !p.MatchString(s) {
+		return fmt.Errorf(format, s)
 	}
 	return nil
 }
 
-func checkUser(u string) error {
-	if !userPattern.MatchString(u) {
-		return fmt.Errorf("invalid user name %q", u)
-	}
-	return nil
-}
+func checkUser(u string) error { return checkPattern(userPattern, u, "invalid user name %q") }
 
 func checkHost(h string) error {
 	if !hostPattern.MatchString(h) || strings.Contains(h, "..") {
@@ -45,24 +46,15 @@ func checkHost(h string) error {
 }
 
 func checkTag(t string) error {
-	if !tagPattern.MatchString(t) {
-		return fmt.Errorf("invalid tag %q: use letters, digits, '_', '.', '-'", t)
-	}
-	return nil
+	return checkPattern(tagPattern, t, "invalid tag %q: use letters, digits, '_', '.', '-'")
 }
 
 func checkSystem(s string) error {
-	if !systemPattern.MatchString(s) {
-		return fmt.Errorf("invalid system %q: want e.g. x86_64-linux or aarch64-linux", s)
-	}
-	return nil
+	return checkPattern(systemPattern, s, "invalid system %q: want e.g. x86_64-linux or aarch64-linux")
 }
 
 func checkProfileName(p string) error {
-	if !profilePattern.MatchString(p) {
-		return fmt.Errorf("invalid profile name %q", p)
-	}
-	return nil
+	return checkPattern(profilePattern, p, "invalid profile name %q")
 }
 
 // checkAbsPath accepts an absolute path without control characters and

@@ -122,13 +122,7 @@ func (s *tomlScanner) document() {
 			}
 			continue
 		}
-		full := append(append(toml.Key{}, table...), s.key()...)
-		s.record(full, line)
-		s.skip(false)
-		if !s.eof() && s.src[s.i] == '=' {
-			s.i++
-		}
-		s.value(full)
+		s.keyValue(table, line)
 		// Anything else on the line is a comment or white space.
 		for !s.eof() && s.src[s.i] != '\n' {
 			s.i++
@@ -173,6 +167,40 @@ func (s *tomlScanner) key() toml.Key {
 	}
 }
 
+// items reads the elements of an array or an inline table, from its
+// opening bracket to close, each by item; commas, white space and comments
+// between them are passed over.
+func (s *tomlScanner) items(close byte, item func()) {
+	s.i++
+	for {
+		s.skip(true)
+		if s.eof() {
+			return
+		}
+		switch s.src[s.i] {
+		case close:
+			s.i++
+			return
+		case ',':
+			s.i++
+			continue
+		}
+		item()
+	}
+}
+
+// keyValue reads `key = value` below table (a table header's key, or an
+// inline table's), recording the key's full name at line.
+func (s *tomlScanner) keyValue(table toml.Key, line int) {
+	full := append(append(toml.Key{}, table...), s.key()...)
+	s.record(full, line)
+	s.skip(false)
+	if !s.eof() && s.src[s.i] == '=' {
+		s.i++
+	}
+	s.value(full)
+}
+
 func (s *tomlScanner) value(key toml.Key) {
 	s.skip(false)
 	if s.eof() {
@@ -188,46 +216,9 @@ func (s *tomlScanner) value(key toml.Key) {
 	case c == '\'':
 		s.literalString()
 	case c == '[':
-		s.i++
-		for {
-			s.skip(true)
-			if s.eof() {
-				return
-			}
-			if s.src[s.i] == ']' {
-				s.i++
-				return
-			}
-			if s.src[s.i] == ',' {
-				s.i++
-				continue
-			}
-			s.value(key)
-		}
+		s.items(']', func() { s.value(key) })
 	case c == '{':
-		s.i++
-		for {
-			s.skip(true)
-			if s.eof() {
-				return
-			}
-			switch s.src[s.i] {
-			case '}':
-				s.i++
-				return
-			case ',':
-				s.i++
-				continue
-			}
-			line := s.lineAt(s.i)
-			full := append(append(toml.Key{}, key...), s.key()...)
-			s.record(full, line)
-			s.skip(false)
-			if !s.eof() && s.src[s.i] == '=' {
-				s.i++
-			}
-			s.value(full)
-		}
+		s.items('}', func() { s.keyValue(key, s.lineAt(s.i)) })
 	default:
 		start := s.i
 		for !s.eof() && !strings.ContainsRune(",]}\n#", rune(s.src[s.i])) {

@@ -24,6 +24,45 @@ type Overrides struct {
 	Sudo              *string
 }
 
+// fileSettings is one level of settings as a configuration file writes
+// it, in both schemas: tether.toml (snake_case keys) and deploy.nodes
+// (camelCase keys). They differ in how a timeout is written, D: a
+// duration or seconds in tether.toml, whole seconds in deploy.nodes.
+// Pointers tell "not written" from a zero value.
+type fileSettings[D any] struct {
+	SSHUser           *string  `toml:"ssh_user" json:"sshUser"`
+	User              *string  `toml:"user" json:"user"`
+	SSHOpts           []string `toml:"ssh_opts" json:"sshOpts"`
+	FastConnection    *bool    `toml:"fast_connection" json:"fastConnection"`
+	AutoRollback      *bool    `toml:"auto_rollback" json:"autoRollback"`
+	MagicRollback     *bool    `toml:"magic_rollback" json:"magicRollback"`
+	ConfirmTimeout    *D       `toml:"confirm_timeout" json:"confirmTimeout"`
+	ActivationTimeout *D       `toml:"activation_timeout" json:"activationTimeout"`
+	TempPath          *string  `toml:"temp_path" json:"tempPath"`
+	RemoteBuild       *bool    `toml:"remote_build" json:"remoteBuild"`
+	InteractiveSudo   *bool    `toml:"interactive_sudo" json:"interactiveSudo"`
+	Sudo              *string  `toml:"sudo" json:"sudo"`
+}
+
+// overrides is the level as Overrides, each timeout converted by timeout
+// (given its schema key, for messages), the confirmation's first.
+func (f *fileSettings[D]) overrides(timeout func(key string, v *D) *time.Duration) Overrides {
+	return Overrides{
+		SSHUser:           f.SSHUser,
+		User:              f.User,
+		SSHOpts:           f.SSHOpts,
+		FastConnection:    f.FastConnection,
+		AutoRollback:      f.AutoRollback,
+		MagicRollback:     f.MagicRollback,
+		ConfirmTimeout:    timeout(KeyConfirmTimeout, f.ConfirmTimeout),
+		ActivationTimeout: timeout(KeyActivationTimeout, f.ActivationTimeout),
+		TempPath:          f.TempPath,
+		RemoteBuild:       f.RemoteBuild,
+		InteractiveSudo:   f.InteractiveSudo,
+		Sudo:              f.Sudo,
+	}
+}
+
 // layer is one level of the inheritance chain together with where each of
 // its keys was written.
 type layer struct {

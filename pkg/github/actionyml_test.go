@@ -54,17 +54,24 @@ type actionStep struct {
 
 func readActionFile(t *testing.T) *actionFile {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(repoRoot, "action.yml"))
+	var a actionFile
+	readYAML(t, filepath.Join(repoRoot, "action.yml"), &a)
+	return &a
+}
+
+// readYAML decodes the YAML file at path into v, failing the test on a key
+// v has no field for: a misspelt key in a file users copy is a bug.
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	data, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var a actionFile
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&a); err != nil {
-		t.Fatalf("action.yml: %v", err)
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("%s: %v", filepath.Base(path), err)
 	}
-	return &a
 }
 
 func (a *actionFile) step(t *testing.T, id string) actionStep {

@@ -1,7 +1,6 @@
 package github
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,8 +10,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/tetherdeploy/tether/pkg/fleet"
 )
@@ -39,16 +36,8 @@ func usesTether(s actionStep) bool {
 
 func readWorkflow(t *testing.T, name string) *workflow {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(repoRoot, "examples", "workflows", name))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var w workflow
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&w); err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
+	readYAML(t, filepath.Join(repoRoot, "examples", "workflows", name), &w)
 	return &w
 }
 

@@ -4,12 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"github.com/tetherdeploy/tether/internal/app"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -21,10 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/crypto/ssh"
-
+	"github.com/tetherdeploy/tether/internal/app"
 	"github.com/tetherdeploy/tether/pkg/deploy"
 	"github.com/tetherdeploy/tether/pkg/plan"
+	"github.com/tetherdeploy/tether/pkg/remote/remotetest"
 )
 
 const (
@@ -405,36 +401,29 @@ func (o *fakeOps) progress(p app.Progress) {
 }
 
 func (o *fakeOps) Plan(ctx context.Context, req app.PlanRequest) (*plan.Plan, error) {
-	o.mu.Lock()
-	o.plans = append(o.plans, req)
-	o.mu.Unlock()
-	if o.plan == nil && o.planErr == nil {
-		panic("fakeOps: unexpected Plan")
-	}
-	o.progress(req.Progress)
-	return o.plan, o.planErr
+	return answer(o, &o.plans, req, req.Progress, "Plan", o.plan, o.planErr)
 }
 
 func (o *fakeOps) Deploy(ctx context.Context, req app.DeployRequest) (*deploy.Report, error) {
-	o.mu.Lock()
-	o.deploys = append(o.deploys, req)
-	o.mu.Unlock()
-	if o.report == nil && o.err == nil {
-		panic("fakeOps: unexpected Deploy")
-	}
-	o.progress(req.Progress)
-	return o.report, o.err
+	return answer(o, &o.deploys, req, req.Progress, "Deploy", o.report, o.err)
 }
 
 func (o *fakeOps) Rollback(ctx context.Context, req app.RollbackRequest) (*deploy.Report, error) {
+	return answer(o, &o.rollbacks, req, req.Progress, "Rollback", o.report, o.err)
+}
+
+// answer records req among calls and reports progress as the operation op
+// would, then answers with res and err; given neither, the fake has no
+// answer for op and panics.
+func answer[Req, Res any](o *fakeOps, calls *[]Req, req Req, p app.Progress, op string, res *Res, err error) (*Res, error) {
 	o.mu.Lock()
-	o.rollbacks = append(o.rollbacks, req)
+	*calls = append(*calls, req)
 	o.mu.Unlock()
-	if o.report == nil && o.err == nil {
-		panic("fakeOps: unexpected Rollback")
+	if res == nil && err == nil {
+		panic("fakeOps: unexpected " + op)
 	}
-	o.progress(req.Progress)
-	return o.report, o.err
+	o.progress(p)
+	return res, err
 }
 
 // storePath is a valid-looking store path for name.
@@ -481,16 +470,8 @@ func testReport(action string) *deploy.Report {
 
 // testKey is an OpenSSH private key, generated per test run.
 func testKey(t *testing.T) string {
-	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	block, err := ssh.MarshalPrivateKey(priv, "ci")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(block))
+	_, key := remotetest.NewKey(t)
+	return string(key)
 }
 
 // actionEnv is the environment of one run of the action.

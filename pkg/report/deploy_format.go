@@ -58,22 +58,24 @@ func deployStatusText(r *deploy.Report, res *deploy.Result) string {
 	return string(res.Status)
 }
 
-// deployStatusIcon marks a status in Markdown so a reader finds the nodes
-// that need attention at a glance.
+// deployIcons mark a status in Markdown so a reader finds the nodes that
+// need attention at a glance.
+var deployIcons = map[deploy.Status]string{
+	deploy.StatusDeployed:       "✅",
+	deploy.StatusDryActivated:   "✅",
+	deploy.StatusRebootRequired: "🔄",
+	deploy.StatusRolledBack:     "↩️",
+	deploy.StatusFailed:         "❌",
+	deploy.StatusUnreachable:    "❌",
+	deploy.StatusUncertain:      "⚠️",
+	deploy.StatusSkipped:        "⏭️",
+}
+
+// deployStatusIcon is a status's mark in deployIcons, "•" for a status
+// this version does not know.
 func deployStatusIcon(s deploy.Status) string {
-	switch s {
-	case deploy.StatusDeployed, deploy.StatusDryActivated:
-		return "✅"
-	case deploy.StatusRebootRequired:
-		return "🔄"
-	case deploy.StatusRolledBack:
-		return "↩️"
-	case deploy.StatusFailed, deploy.StatusUnreachable:
-		return "❌"
-	case deploy.StatusUncertain:
-		return "⚠️"
-	case deploy.StatusSkipped:
-		return "⏭️"
+	if icon, ok := deployIcons[s]; ok {
+		return icon
 	}
 	return "•"
 }
@@ -136,12 +138,9 @@ func deployCountWord(r *deploy.Report, s deploy.Status) string {
 // when the name has one (nixos-system-frame1-24.05.20240301.89abcde →
 // 24.05.20240301.89abcde), else its name without the hash.
 func deploySystemLabel(p string) string {
-	base := p
-	if i := strings.LastIndexByte(base, '/'); i >= 0 {
-		base = base[i+1:]
-	}
-	if len(base) > 33 && base[32] == '-' {
-		base = base[33:]
+	base, hash := deployStoreName(p)
+	if hash != "" {
+		base = base[len(hash)+1:]
 	}
 	for i := 0; i+1 < len(base); i++ {
 		if base[i] == '-' && base[i+1] >= '0' && base[i+1] <= '9' {
@@ -154,34 +153,47 @@ func deploySystemLabel(p string) string {
 // deploySystemHash is the first characters of a store path's hash, to
 // tell apart two builds whose labels are the same.
 func deploySystemHash(p string) string {
-	base := p
-	if i := strings.LastIndexByte(base, '/'); i >= 0 {
-		base = base[i+1:]
+	_, hash := deployStoreName(p)
+	if hash == "" {
+		return ""
 	}
-	if len(base) > 33 && base[32] == '-' {
-		return base[:8]
+	return hash[:8]
+}
+
+// deployStoreName is the last element of a store path and, when it starts
+// with one, its 32-character hash.
+func deployStoreName(p string) (name, hash string) {
+	name = p
+	if i := strings.LastIndexByte(name, '/'); i >= 0 {
+		name = name[i+1:]
 	}
-	return ""
+	if len(name) > 33 && name[32] == '-' {
+		hash = name[:32]
+	}
+	return name, hash
 }
 
 // deployChange shows where a node went: "old → new", with short hashes
-// when both have the same label, or the one side that is known.
-func deployChange(prev, next string, arrow string) string {
+// when both have the same label, or the one side that is known; "" when
+// neither is. Each side is shown through show: as it is in text, as code
+// in Markdown.
+func deployChange(prev, next, arrow string, show func(string) string) string {
+	label := func(p string) string { return show(deploySystemLabel(p)) }
 	switch {
 	case prev == "" && next == "":
 		return ""
 	case prev == "":
-		return arrow + " " + deploySystemLabel(next)
+		return arrow + " " + label(next)
 	case next == "":
-		return deploySystemLabel(prev) + " " + arrow
+		return label(prev) + " " + arrow
 	case prev == next:
-		return deploySystemLabel(next) + " (unchanged)"
+		return label(next) + " (unchanged)"
 	}
 	a, b := deploySystemLabel(prev), deploySystemLabel(next)
-	if a == b {
-		a, b = deploySystemHash(prev)+" "+a, deploySystemHash(next)+" "+b
+	if a != b {
+		return label(prev) + " " + arrow + " " + label(next)
 	}
-	return a + " " + arrow + " " + b
+	return show(deploySystemHash(prev)+" "+a) + " " + arrow + " " + show(deploySystemHash(next)+" "+b)
 }
 
 // deployTarget is the system a result moved towards: New, or Current when

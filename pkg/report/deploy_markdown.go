@@ -40,14 +40,10 @@ type DeployMarkdownOptions struct {
 // where a build log's cause is. Every name and message is escaped so that
 // it stays text.
 func DeployMarkdown(r *deploy.Report, opts DeployMarkdownOptions) string {
-	if opts.Limit <= 0 {
-		opts.Limit = DefaultCommentLimit
-	}
 	if opts.Title == "" {
 		opts.Title = "tether " + deployVerb(r)
 	}
-	runURL := safeURL(opts.RunURL)
-	d := &doc{noun: "report", limitText: thousands(opts.Limit), fullURL: runURL}
+	d := newDoc("report", opts.Limit, opts.RunURL)
 	d.head = fmt.Sprintf("### %s: %s\n\n", MarkdownText(opts.Title), MarkdownText(deployHeadline(r))) + deployFacts(r, opts)
 	if r.Interrupted {
 		d.preface = "> [!WARNING]\n> The run was interrupted: nodes it had not reached were skipped.\n\n"
@@ -62,10 +58,10 @@ func DeployMarkdown(r *deploy.Report, opts DeployMarkdownOptions) string {
 			d.blocks = append(d.blocks, deployBlock(r, res))
 		}
 	}
-	if runURL != "" {
-		d.tail = fmt.Sprintf("[Run log](%s)\n", runURL)
+	if d.fullURL != "" {
+		d.tail = fmt.Sprintf("[Run log](%s)\n", d.fullURL)
 	}
-	return d.fit(opts.Limit)
+	return d.fit()
 }
 
 // deployFacts is the line under the heading: flake, commit, action,
@@ -103,7 +99,7 @@ func deployRow(r *deploy.Report, res *deploy.Result) string {
 	cells := []string{
 		mdCode(res.Node),
 		deployStatusIcon(res.Status) + " " + MarkdownText(deployStatusText(r, res)),
-		deployMDChange(res.Previous, deployTarget(res)),
+		deployDash(deployChange(res.Previous, deployTarget(res), "→", mdCode)),
 		deployDash(deployGeneration(res)),
 		deployDash(deployCopied(res.Copied)),
 		deployDash(deployDuration(time.Duration(res.Timings.Total))),
@@ -116,27 +112,6 @@ func deployDash(s string) string {
 		return "–"
 	}
 	return s
-}
-
-// deployMDChange is the System cell: old → new as code, hashes added when
-// the two would read the same.
-func deployMDChange(prev, next string) string {
-	code := func(p string) string { return mdCode(deploySystemLabel(p)) }
-	switch {
-	case prev == "" && next == "":
-		return "–"
-	case prev == "":
-		return "→ " + code(next)
-	case next == "":
-		return code(prev) + " →"
-	case prev == next:
-		return code(next) + " (unchanged)"
-	}
-	a, b := deploySystemLabel(prev), deploySystemLabel(next)
-	if a == b {
-		return mdCode(deploySystemHash(prev)+" "+a) + " → " + mdCode(deploySystemHash(next)+" "+b)
-	}
-	return code(prev) + " → " + code(next)
 }
 
 // deployBlock is the <details> block of a node that needs more than its

@@ -51,7 +51,7 @@ func DeployText(w io.Writer, r *deploy.Report) error {
 		res := &r.Results[i]
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
 			clean(res.Node), deployStatusText(r, res), dash(deployGeneration(res)),
-			dash(clean(deployChange(res.Previous, deployTarget(res), "->"))),
+			dash(clean(deployChange(res.Previous, deployTarget(res), "->", asIs))),
 			dash(deployCopied(res.Copied)), dash(deployDuration(time.Duration(res.Timings.Total))))
 	}
 	if err := tw.Flush(); err != nil {

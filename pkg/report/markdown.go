@@ -155,12 +155,11 @@ func safeURL(u string) string {
 // is), and the error in a code block that keeps its first line and its
 // last ones, all within limit bytes (0 means DefaultCommentLimit).
 func FailureMarkdown(title, intro, errText string, limit int) string {
-	if limit <= 0 {
-		limit = DefaultCommentLimit
-	}
-	d := &doc{noun: "report", limitText: thousands(limit), head: "### " + MarkdownText(title) + "\n\n", preface: intro}
+	d := newDoc("report", limit, "")
+	d.head = "### " + MarkdownText(title) + "\n\n"
+	d.preface = intro
 	bl := &block{}
 	bl.addSec(codeSection("text", cleanLines(errText), "line", noteMiddle))
 	d.blocks = []*block{bl}
-	return d.fit(limit)
+	return d.fit()
 }

@@ -31,17 +31,14 @@ type PlanMarkdownOptions struct {
 // output is escaped so that it stays text: it cannot end a table cell,
 // open a link, inject HTML or mention a user.
 func PlanMarkdown(p *plan.Plan, opts PlanMarkdownOptions) string {
-	if opts.Limit <= 0 {
-		opts.Limit = DefaultCommentLimit
-	}
 	if opts.Title == "" {
 		opts.Title = "tether plan"
 	}
-	return planMarkdownDoc(p, opts).fit(opts.Limit)
+	return planMarkdownDoc(p, opts).fit()
 }
 
 func planMarkdownDoc(p *plan.Plan, opts PlanMarkdownOptions) *doc {
-	d := &doc{noun: "plan", limitText: thousands(opts.Limit), fullURL: safeURL(opts.FullPlanURL)}
+	d := newDoc("plan", opts.Limit, opts.FullPlanURL)
 
 	var h strings.Builder
 	fmt.Fprintf(&h, "### %s\n\n", MarkdownText(opts.Title))

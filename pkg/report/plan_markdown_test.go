@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 
@@ -132,17 +133,28 @@ func TestPlanMarkdownRejectsUnsafeURL(t *testing.T) {
 func TestPlanMarkdownHostileNames(t *testing.T) {
 	md := PlanMarkdown(hostilePlan(), PlanMarkdownOptions{})
 	checkMarkdownStructure(t, md)
+	checkHostileOutput(t, md, func(line string) bool { return strings.Contains(line, "<code>@everyone") },
+		func(w io.Writer) error { return PlanText(w, hostilePlan()) })
+}
+
+// checkHostileOutput asserts that names built to break out (see
+// hostilePlan, deployHostileReport) stay text: no raw HTML and no mention
+// in the Markdown md outside the lines mentionOK allows (code), and no
+// escape sequence or bidi control in what writeText prints for a
+// terminal.
+func checkHostileOutput(t *testing.T, md string, mentionOK func(line string) bool, writeText func(io.Writer) error) {
+	t.Helper()
 	unescaped := strings.ToLower(strings.ReplaceAll(md, `\<`, ""))
 	if strings.Contains(unescaped, "<script") || strings.Contains(unescaped, "<img") {
-		t.Error("raw HTML from a name reached the comment")
+		t.Errorf("raw HTML from a name reached the Markdown:\n%s", md)
 	}
 	for _, line := range strings.Split(md, "\n") {
-		if strings.Contains(line, "@everyone") && !strings.Contains(line, "<code>@everyone") {
+		if strings.Contains(line, "@everyone") && !mentionOK(line) {
 			t.Errorf("a mention outside code: %q", line)
 		}
 	}
 	var txt bytes.Buffer
-	if err := PlanText(&txt, hostilePlan()); err != nil {
+	if err := writeText(&txt); err != nil {
 		t.Fatal(err)
 	}
 	if bytes.ContainsAny(txt.Bytes(), "\x1b\a\u202e") {

@@ -190,6 +190,7 @@ func (bl *block) size() int {
 // table, the node blocks and a tail.
 type doc struct {
 	noun      string // what was shortened: "plan", "report"
+	limit     int    // the most bytes the rendering may have
 	limitText string // the limit as the note shows it
 	fullURL   string // where the full rendering is; "" for nowhere
 	head      string
@@ -199,6 +200,18 @@ type doc struct {
 	rowsKept  int
 	blocks    []*block
 	tail      string
+}
+
+// newDoc starts a rendering of what noun names within limit bytes (0 or
+// less means DefaultCommentLimit), linking fullURL from the shortening
+// note when it is a URL tether may link (see safeURL). Every Markdown
+// renderer starts here, so they all read a limit and link the full
+// rendering the same way.
+func newDoc(noun string, limit int, fullURL string) *doc {
+	if limit <= 0 {
+		limit = DefaultCommentLimit
+	}
+	return &doc{noun: noun, limit: limit, limitText: thousands(limit), fullURL: safeURL(fullURL)}
 }
 
 // droppedLine says how many blocks were left out, "" for none.
@@ -322,8 +335,9 @@ func (d *doc) size(noteReserve int) int {
 	return n + len(d.droppedLine())
 }
 
-// fit shortens the document until it renders within limit bytes.
-func (d *doc) fit(limit int) string {
+// fit shortens the document until it renders within its limit.
+func (d *doc) fit() string {
+	limit := d.limit
 	d.rowsKept = len(d.rows)
 	if out := d.render(); len(out) <= limit {
 		return out

@@ -100,6 +100,9 @@ func thousands(n int) string {
 	return b.String()
 }
 
+// asIs shows text unchanged, where a helper takes a way to show it.
+func asIs(s string) string { return s }
+
 func plural(n int) string {
 	if n == 1 {
 		return ""

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/tetherdeploy/tether/internal/fixture"
-	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/pkg/transfer"
 )
 
@@ -20,8 +19,7 @@ import (
 // found out in one bounded attempt, the paths are sent instead, and the
 // copy says so.
 func TestCopyAndTheNodesCaches(t *testing.T) {
-	w := startWorld(t)
-	ctx := testenv.Context(t, 5*time.Minute)
+	w, ctx := startWorld(t, 5*time.Minute)
 	web := w.fleet.Host(fixture.Web)
 	setCaches := func(t *testing.T, conf string) {
 		t.Helper()

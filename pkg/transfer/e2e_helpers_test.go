@@ -33,8 +33,9 @@ type world struct {
 }
 
 // startWorld starts the sandbox hosts, or skips loudly where they cannot
-// run (fails under TETHER_E2E=require).
-func startWorld(t *testing.T) *world {
+// run (fails under TETHER_E2E=require), and returns them with the test's
+// context, bounded by timeout.
+func startWorld(t *testing.T, timeout time.Duration) (*world, context.Context) {
 	t.Helper()
 	testenv.NeedNix(t)
 	fl := testhost.StartT(t, testhost.Options{Topology: testhost.Home})
@@ -66,7 +67,7 @@ func startWorld(t *testing.T) *world {
 		auth:   auth.Methods(),
 		keys:   keys,
 		tunnel: remote.Hop{Name: fixture.Frame1, Host: host, Port: p},
-	}
+	}, testenv.Context(t, timeout)
 }
 
 // dialer is how the deployer connects: pinned keys, the fleet's key, and

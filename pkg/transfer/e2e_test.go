@@ -30,8 +30,7 @@ import (
 // anything runs; and a tunnel cut in the middle of a copy fails it at once,
 // leaves the destination consistent, and the next copy sends only the rest.
 func TestFoundation(t *testing.T) {
-	w := startWorld(t)
-	ctx := testenv.Context(t, 10*time.Minute)
+	w, ctx := startWorld(t, 10*time.Minute)
 	systems := w.buildSystems(t, ctx,
 		[2]string{fixture.RPi, fixture.V1}, [2]string{fixture.RPi, fixture.V2},
 		[2]string{fixture.Web, fixture.V1}, [2]string{fixture.Web, fixture.V2})

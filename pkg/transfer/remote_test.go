@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/crypto/ssh"
 
+	"github.com/tetherdeploy/tether/internal/testenv"
 	"github.com/tetherdeploy/tether/pkg/nix"
 	"github.com/tetherdeploy/tether/pkg/remote"
 	"github.com/tetherdeploy/tether/pkg/remote/remotetest"
@@ -76,8 +77,7 @@ func TestRemoteStoreStreamsOverSSH(t *testing.T) {
 		expectExport(src, b...)
 		stream += exportOf(b)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testenv.Context(t, 30*time.Second)
 	st, err := transfer.Copy(ctx, &nix.Runner{Exec: src}, dst, roots, transfer.Options{BatchPaths: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -97,8 +97,7 @@ func TestRemoteStoreStreamsOverSSH(t *testing.T) {
 
 func TestRemoteStoreKeepsExitCodeAndStderr(t *testing.T) {
 	dst, _, log := remoteStore(t, "FAIL=3")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testenv.Context(t, 30*time.Second)
 	_, err := dst.Missing(ctx, []string{app})
 	var ce *nix.CmdError
 	if !errors.As(err, &ce) {
@@ -121,8 +120,7 @@ func TestRemoteStoreKeepsExitCodeAndStderr(t *testing.T) {
 // has sent the transport's bound.
 func TestRemoteStoreCutsEndlessAnswers(t *testing.T) {
 	dst, _, _ := remoteStore(t, "ENDLESS=1")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testenv.Context(t, 60*time.Second)
 	_, err := dst.Closure(ctx, []string{app})
 	var le *remote.OutputLimitError
 	if !errors.As(err, &le) || le.Limit != remote.DefaultMaxOutput {
@@ -138,8 +136,7 @@ func TestRemoteStoreCutsEndlessAnswers(t *testing.T) {
 func TestRemoteExportIsNotCut(t *testing.T) {
 	const size = remote.DefaultMaxOutput + 1<<20
 	src, _, _ := remoteStore(t, fmt.Sprintf("EXPORT_BYTES=%d", size))
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	ctx := testenv.Context(t, 60*time.Second)
 	var n countWriter
 	if err := src.Export(ctx, []string{app}, &n); err != nil {
 		t.Fatal(err)

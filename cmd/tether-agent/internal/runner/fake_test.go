@@ -339,6 +339,16 @@ func (h *harness) system(name string, behave fakeSystem, wrapper bool) string {
 	return p
 }
 
+// oldAndNew puts the systems of a deploy of "new" over "old" in the
+// store, new behaving as behave (a wrapper-only profile when wrapper), and
+// installs old as generation 1.
+func (h *harness) oldAndNew(behave fakeSystem, wrapper bool) (old, newSys string) {
+	h.t.Helper()
+	old = h.system("old", fakeSystem{}, false)
+	h.installed(old)
+	return old, h.system("new", behave, wrapper)
+}
+
 // installed makes path the profile's current generation, as a deploy long
 // ago would have.
 func (h *harness) installed(path string) {
@@ -443,17 +453,6 @@ func readEvents(t *testing.T, dir string) []agent.Event {
 		evs = append(evs, e)
 	}
 	return evs
-}
-
-// types lists the event types, without activation output.
-func types(evs []agent.Event) []string {
-	var out []string
-	for _, e := range evs {
-		if e.Type != agent.EventLog {
-			out = append(out, string(e.Type))
-		}
-	}
-	return out
 }
 
 func findEvent(evs []agent.Event, typ agent.EventType) (agent.Event, bool) {

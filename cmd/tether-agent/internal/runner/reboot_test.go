@@ -17,8 +17,7 @@ import (
 // set up by loaderFile (under root), with new in the store.
 func rebootHarness(t *testing.T, loaderFile string) (*harness, string, string) {
 	t.Helper()
-	h := newHarness(t)
-	h.setBootID(bootBefore)
+	h, old, newSys := onOld(t, false)
 	if loaderFile != "" {
 		p := filepath.Join(h.root, loaderFile)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -28,11 +27,6 @@ func rebootHarness(t *testing.T, loaderFile string) (*harness, string, string) {
 			t.Fatal(err)
 		}
 	}
-	old := h.system("old", fakeSystem{}, false)
-	newSys := h.system("new", fakeSystem{}, false)
-	h.installed(old)
-	h.running(old)
-	h.booted(old)
 	h.m.nixCalls = nil
 	return h, old, newSys
 }
@@ -69,7 +63,7 @@ func TestRebootRefusedWithoutAOneShotEntry(t *testing.T) {
 	if res.Status != agent.StatusFailed || !strings.Contains(res.Error, "extlinux") || !strings.Contains(res.Error, "deploy without --reboot") {
 		t.Errorf("result %s: %q; want failed, naming extlinux and what to do instead", res.Status, res.Error)
 	}
-	if got := types(readEvents(t, dir)); !reflect.DeepEqual(got, []string{"locked", "previous", "done"}) {
+	if got := agent.Steps(readEvents(t, dir)); !reflect.DeepEqual(got, []string{"locked", "previous", "done"}) {
 		t.Errorf("events %q: want nothing changed", got)
 	}
 	if len(h.m.activated()) != 0 || len(h.m.nixCalls) != 0 || len(h.m.toolCalls) != 0 {
@@ -83,7 +77,7 @@ func TestRebootBootsTheNewSystemOnceThenCommits(t *testing.T) {
 
 	// Before the reboot: the new system is generation 2 with a boot entry,
 	// booted once; the profile and the default are still the old one.
-	if got := types(readEvents(t, dir)); !reflect.DeepEqual(got, []string{"locked", "previous", "profile-set", "activating", "rebooting"}) {
+	if got := agent.Steps(readEvents(t, dir)); !reflect.DeepEqual(got, []string{"locked", "previous", "profile-set", "activating", "rebooting"}) {
 		t.Errorf("events before the reboot %q", got)
 	}
 	if gens, cur := h.generations(); !reflect.DeepEqual(gens, []int{1, 2}) || cur != "old" {
@@ -114,7 +108,7 @@ func TestRebootBootsTheNewSystemOnceThenCommits(t *testing.T) {
 	}
 	evs := readEvents(t, dir)
 	want := []string{"booted", "awaiting-confirmation", "confirmed", "committing", "profile-set", "activating", "committed", "done"}
-	if got := types(evs[n:]); !reflect.DeepEqual(got, want) {
+	if got := agent.Steps(evs[n:]); !reflect.DeepEqual(got, want) {
 		t.Errorf("events after the boot %q, want %q", got, want)
 	}
 	if res.Status != agent.StatusDeployed || !res.Rebooted || res.Running != newSys {
@@ -166,7 +160,7 @@ func TestRebootWithoutConfirmationRebootsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs := readEvents(t, dir)
-	if got, want := types(evs[n:]), []string{"booted", "awaiting-confirmation", "rolling-back", "activating", "rebooting"}; !reflect.DeepEqual(got, want) {
+	if got, want := agent.Steps(evs[n:]), []string{"booted", "awaiting-confirmation", "rolling-back", "activating", "rebooting"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("events %q, want %q", got, want)
 	}
 	if gens, cur := h.generations(); !reflect.DeepEqual(gens, []int{1}) || cur != "old" || h.m.bootDefault != "old" {

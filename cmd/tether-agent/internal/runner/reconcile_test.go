@@ -30,6 +30,19 @@ func (h *harness) setBootID(id string) {
 	}
 }
 
+// onOld is a machine of boot bootBefore that runs and booted old
+// (generation 1), with new in the store (a wrapper-only profile when
+// wrapper).
+func onOld(t *testing.T, wrapper bool) (*harness, string, string) {
+	t.Helper()
+	h := newHarness(t)
+	h.setBootID(bootBefore)
+	old, newSys := h.oldAndNew(fakeSystem{}, wrapper)
+	h.running(old)
+	h.booted(old)
+	return h, old, newSys
+}
+
 // reboot is the fake machine losing power and booting path: a new boot ID,
 // a fresh /run with the booted system running, and no process left.
 func (h *harness) reboot(path string) {
@@ -88,6 +101,12 @@ func (h *harness) twoPhaseLog(upTo agent.EventType) []agent.Event {
 }
 
 func TestReconcile(t *testing.T) {
+	// upTo is a dead runner's log of a two-phase deploy up to an event;
+	// runningNew leaves the machine running new, as the runner did.
+	upTo := func(e agent.EventType) func(*harness) []agent.Event {
+		return func(h *harness) []agent.Event { return h.twoPhaseLog(e) }
+	}
+	runningNew := func(h *harness) { h.running(filepath.Join(h.store, "new")) }
 	tests := []struct {
 		name string
 		// log is what the dead runner wrote; state puts the machine where
@@ -106,47 +125,39 @@ func TestReconcile(t *testing.T) {
 		running     string
 		reason      string
 	}{{
-		name: "power cut while waiting for the confirmation: the reboot rolled it back",
-		log:  func(h *harness) []agent.Event { return h.twoPhaseLog(agent.EventAwaitingConfirmation) },
-		state: func(h *harness) {
-			h.running(filepath.Join(h.store, "new"))
-		},
+		name:     "power cut while waiting for the confirmation: the reboot rolled it back",
+		log:      upTo(agent.EventAwaitingConfirmation),
+		state:    runningNew,
 		rebooted: true,
 		want:     []string{"booted", "rolling-back", "rolled-back", "done"},
 		status:   agent.StatusRolledBack, activations: nil, gens: []int{1}, current: "old", running: "old",
 		reason: "rolled back by a reboot before confirmation",
 	}, {
-		name: "power cut during the activation: the reboot rolled it back",
-		log:  func(h *harness) []agent.Event { return h.twoPhaseLog(agent.EventActivating) },
-		state: func(h *harness) {
-			h.running(filepath.Join(h.store, "new"))
-		},
+		name:     "power cut during the activation: the reboot rolled it back",
+		log:      upTo(agent.EventActivating),
+		state:    runningNew,
 		rebooted: true,
 		want:     []string{"booted", "rolling-back", "rolled-back", "done"},
 		status:   agent.StatusRolledBack, activations: nil, gens: []int{1}, current: "old", running: "old",
 		reason: "rolled back by a reboot before confirmation",
 	}, {
-		name: "runner killed while waiting, no reboot: the previous system activated live",
-		log:  func(h *harness) []agent.Event { return h.twoPhaseLog(agent.EventAwaitingConfirmation) },
-		state: func(h *harness) {
-			h.running(filepath.Join(h.store, "new"))
-		},
+		name:   "runner killed while waiting, no reboot: the previous system activated live",
+		log:    upTo(agent.EventAwaitingConfirmation),
+		state:  runningNew,
 		want:   []string{"warning", "rolling-back", "activating", "rolled-back", "done"},
 		status: agent.StatusRolledBack, activations: []string{"old test"}, gens: []int{1}, current: "old", running: "old",
 		reason: "stopped before a confirmation",
 	}, {
-		name: "power cut between the confirmation and the commit: the commit is finished",
-		log:  func(h *harness) []agent.Event { return h.twoPhaseLog(agent.EventConfirmed) },
-		state: func(h *harness) {
-			h.running(filepath.Join(h.store, "new"))
-		},
+		name:     "power cut between the confirmation and the commit: the commit is finished",
+		log:      upTo(agent.EventConfirmed),
+		state:    runningNew,
 		rebooted: true,
 		want:     []string{"booted", "committing", "profile-set", "activating", "committed", "done"},
 		status:   agent.StatusRebootRequired, activations: []string{"new boot"}, gens: []int{1, 2}, current: "new", bootDefault: "new", running: "old",
 		reason: "the commit was finished, so the new system runs from the next boot",
 	}, {
 		name: "power cut during the commit, profile already set: the commit is finished, no second generation",
-		log:  func(h *harness) []agent.Event { return h.twoPhaseLog(agent.EventProfileSet) },
+		log:  upTo(agent.EventProfileSet),
 		state: func(h *harness) {
 			h.running(filepath.Join(h.store, "new"))
 			h.installed(filepath.Join(h.store, "new"))
@@ -155,11 +166,9 @@ func TestReconcile(t *testing.T) {
 		want:     []string{"booted", "committing", "profile-set", "activating", "committed", "done"},
 		status:   agent.StatusRebootRequired, activations: []string{"new boot"}, gens: []int{1, 2}, current: "new", bootDefault: "new", running: "old",
 	}, {
-		name: "runner killed during the commit, no reboot: the commit is finished and runs",
-		log:  func(h *harness) []agent.Event { return h.twoPhaseLog(agent.EventCommitting) },
-		state: func(h *harness) {
-			h.running(filepath.Join(h.store, "new"))
-		},
+		name:   "runner killed during the commit, no reboot: the commit is finished and runs",
+		log:    upTo(agent.EventCommitting),
+		state:  runningNew,
 		want:   []string{"warning", "committing", "profile-set", "activating", "committed", "done"},
 		status: agent.StatusDeployed, activations: []string{"new boot"}, gens: []int{1, 2}, current: "new", bootDefault: "new", running: "new",
 	}, {
@@ -168,9 +177,7 @@ func TestReconcile(t *testing.T) {
 			return append(h.twoPhaseLog(agent.EventAwaitingConfirmation),
 				agent.Event{Type: agent.EventRollingBack, Reason: "no confirmation within 1m0s", To: filepath.Join(h.store, "old")})
 		},
-		state: func(h *harness) {
-			h.running(filepath.Join(h.store, "new"))
-		},
+		state:    runningNew,
 		rebooted: true,
 		want:     []string{"booted", "rolling-back", "rolled-back", "done"},
 		status:   agent.StatusRolledBack, activations: nil, gens: []int{1}, current: "old", running: "old",
@@ -208,13 +215,7 @@ func TestReconcile(t *testing.T) {
 	}}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			h := newHarness(t)
-			h.setBootID(bootBefore)
-			old := h.system("old", fakeSystem{}, false)
-			newSys := h.system("new", fakeSystem{}, tc.wrapper)
-			h.installed(old)
-			h.running(old)
-			h.booted(old)
+			h, old, newSys := onOld(t, tc.wrapper)
 			evs := tc.log(h)
 			dir := h.crashed(h.request("deploy-1", newSys), evs...)
 			_ = os.Remove(filepath.Join(h.root, "run/current-system"))
@@ -233,7 +234,7 @@ func TestReconcile(t *testing.T) {
 				t.Fatalf("Reconcile = %+v, %v", res, err)
 			}
 			all := readEvents(t, dir)
-			if got := types(all[len(evs):]); !reflect.DeepEqual(got, tc.want) {
+			if got := agent.Steps(all[len(evs):]); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("events appended:\n got %q\nwant %q", got, tc.want)
 			}
 			done := all[len(all)-1]
@@ -263,13 +264,7 @@ func TestReconcile(t *testing.T) {
 // A deploy that finds an earlier one unfinished ends it first, says so in
 // its own log, and deploys from the state that holds afterwards.
 func TestRunEndsAnUnfinishedDeployFirst(t *testing.T) {
-	h := newHarness(t)
-	h.setBootID(bootBefore)
-	old := h.system("old", fakeSystem{}, false)
-	newSys := h.system("new", fakeSystem{}, false)
-	h.installed(old)
-	h.running(old)
-	h.booted(old)
+	h, old, newSys := onOld(t, false)
 	stale := h.crashed(h.request("deploy-1", newSys), h.twoPhaseLog(agent.EventAwaitingConfirmation)...)
 	h.reboot(old)
 
@@ -282,7 +277,7 @@ func TestRunEndsAnUnfinishedDeployFirst(t *testing.T) {
 	if !ok || rec.DeployID != "deploy-1" || rec.Status != agent.StatusRolledBack || !strings.Contains(rec.Reason, "reboot before confirmation") {
 		t.Errorf("reconciled event = %+v", rec)
 	}
-	if got := types(evs)[:3]; !reflect.DeepEqual(got, []string{"locked", "reconciled", "previous"}) {
+	if got := agent.Steps(evs)[:3]; !reflect.DeepEqual(got, []string{"locked", "reconciled", "previous"}) {
 		t.Errorf("second deploy's first events %q", got)
 	}
 	if done := readEvents(t, stale); done[len(done)-1].Type != agent.EventDone || done[len(done)-1].Status != agent.StatusRolledBack {
@@ -297,9 +292,7 @@ func TestFollowAndStatusTakeUpAnUnfinishedDeploy(t *testing.T) {
 		t.Run(via, func(t *testing.T) {
 			h := newHarness(t)
 			h.setBootID(bootBefore)
-			old := h.system("old", fakeSystem{}, false)
-			newSys := h.system("new", fakeSystem{}, false)
-			h.installed(old)
+			old, newSys := h.oldAndNew(fakeSystem{}, false)
 			h.booted(old)
 			dir := h.crashed(h.request("deploy-1", newSys), h.twoPhaseLog(agent.EventAwaitingConfirmation)...)
 			h.reboot(old)
@@ -356,10 +349,9 @@ func TestConfirmationIgnoresTheWallClock(t *testing.T) {
 	for _, skew := range []time.Duration{time.Hour, -time.Hour} {
 		h := newHarness(t)
 		h.clock.now = time.Now().Add(skew)
-		old := h.system("old", fakeSystem{}, false)
-		h.installed(old)
+		old, newSys := h.oldAndNew(fakeSystem{}, false)
 		h.running(old)
-		res := h.runConfirmed(h.request("deploy-1", h.system("new", fakeSystem{}, false)))
+		res := h.runConfirmed(h.request("deploy-1", newSys))
 		if res.Status != agent.StatusDeployed {
 			t.Errorf("skew %s: %s %s", skew, res.Status, res.Reason)
 		}

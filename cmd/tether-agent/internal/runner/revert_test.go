@@ -17,10 +17,8 @@ import (
 func revertHarness(t *testing.T, newSys fakeSystem) (*harness, string, string, agent.Result) {
 	t.Helper()
 	h := newHarness(t)
-	old := h.system("old", fakeSystem{}, false)
-	h.installed(old)
+	old, newPath := h.oldAndNew(newSys, false)
 	h.running(old)
-	newPath := h.system("new", newSys, false)
 	res := h.runConfirmed(h.request("deploy-1", newPath))
 	if res.Status != agent.StatusDeployed {
 		t.Fatalf("first deploy: %s %s %s", res.Status, res.Reason, res.Error)

@@ -27,6 +27,15 @@ var (
 
 func TestRun(t *testing.T) {
 	ok := fakeSystem{}
+	// kernels boots old, with old's kernel and new's as given and the
+	// same systemd in both.
+	kernels := func(oldKernel, newKernel string) func(*harness, string) {
+		return func(h *harness, _ string) {
+			h.booted(filepath.Join(h.store, "old"))
+			h.bootLinks("old", oldKernel, "systemd-255")
+			h.bootLinks("new", newKernel, "systemd-255")
+		}
+	}
 	tests := []struct {
 		name    string
 		old     *fakeSystem // installed in the profile (and running) before; nil: fresh machine
@@ -288,12 +297,8 @@ func TestRun(t *testing.T) {
 		activations: []string{"new test", "new boot"}, gens: []int{1, 2}, current: "new", bootDefault: "new",
 	}, {
 		name: "a new kernel is deployed and needs a reboot", old: &ok, new: ok, confirm: "client",
-		setup: func(h *harness, dir string) {
-			h.booted(filepath.Join(h.store, "old"))
-			h.bootLinks("old", "linux-6.1", "systemd-255")
-			h.bootLinks("new", "linux-6.6", "systemd-255")
-		},
-		want: evSuccess, status: agent.StatusRebootRequired,
+		setup: kernels("linux-6.1", "linux-6.6"),
+		want:  evSuccess, status: agent.StatusRebootRequired,
 		activations: []string{"new test", "new boot"}, gens: []int{1, 2}, current: "new", bootDefault: "new",
 		check: func(t *testing.T, h *harness, evs []agent.Event, res agent.Result) {
 			if want := []string{"kernel", "initrd", "kernel-modules"}; !reflect.DeepEqual(res.RebootFor, want) || !res.RebootRequired {
@@ -302,12 +307,8 @@ func TestRun(t *testing.T) {
 		},
 	}, {
 		name: "the same kernel, initrd, modules and systemd need no reboot", old: &ok, new: ok, confirm: "client",
-		setup: func(h *harness, dir string) {
-			h.booted(filepath.Join(h.store, "old"))
-			h.bootLinks("old", "linux-6.6", "systemd-255")
-			h.bootLinks("new", "linux-6.6", "systemd-255")
-		},
-		want: evSuccess, status: agent.StatusDeployed,
+		setup: kernels("linux-6.6", "linux-6.6"),
+		want:  evSuccess, status: agent.StatusDeployed,
 		activations: []string{"new test", "new boot"}, gens: []int{1, 2}, current: "new", bootDefault: "new",
 	}}
 
@@ -368,7 +369,7 @@ func TestRun(t *testing.T) {
 				t.Errorf("Confirm: %v", err)
 			}
 			evs := readEvents(t, dir)
-			if got := types(evs); !reflect.DeepEqual(got, tc.want) {
+			if got := agent.Steps(evs); !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("events:\n got %q\nwant %q", got, tc.want)
 			}
 			for i, e := range evs {
@@ -418,9 +419,7 @@ func runningSystem(t *testing.T, h *harness) string {
 
 func TestRunLockHeld(t *testing.T) {
 	h := newHarness(t)
-	old := h.system("old", fakeSystem{}, false)
-	h.installed(old)
-	newSys := h.system("new", fakeSystem{}, false)
+	_, newSys := h.oldAndNew(fakeSystem{}, false)
 	dir := h.prepare(h.request("second", newSys))
 
 	holder := agent.LockInfo{DeployID: "first", Who: "alice@laptop", PID: 4242}
@@ -435,7 +434,7 @@ func TestRunLockHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	evs := readEvents(t, dir)
-	if got, want := types(evs), []string{"lock-held", "done"}; !reflect.DeepEqual(got, want) {
+	if got, want := agent.Steps(evs), []string{"lock-held", "done"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("events = %q, want %q", got, want)
 	}
 	if evs[0].Holder == nil || evs[0].Holder.DeployID != "first" || evs[0].Holder.Who != "alice@laptop" {

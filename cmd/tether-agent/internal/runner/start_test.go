@@ -42,9 +42,7 @@ func TestStartFollowConfirm(t *testing.T) {
 	for _, mode := range []agent.Detach{agent.DetachSetsid, agent.DetachSystemd} {
 		t.Run(string(mode), func(t *testing.T) {
 			h := newHarness(t)
-			old := h.system("old", fakeSystem{}, false)
-			h.installed(old)
-			newSys := h.system("new", fakeSystem{output: []string{"starting sshd.service"}}, false)
+			_, newSys := h.oldAndNew(fakeSystem{output: []string{"starting sshd.service"}}, false)
 			p := &inProcess{h: h}
 			h.r.Env = []string{"PATH=/fake/bin", "NIX_CONFIG=access-tokens = x", "NIX_CONF_DIR=/etc/x", "SSH_CONNECTION=1 2 3 4"}
 			h.r.Spawn = func(ctx context.Context, argv, env []string, logPath string) error {
@@ -140,8 +138,8 @@ func TestStartFollowConfirm(t *testing.T) {
 				}
 				evs = append(evs, e)
 			}
-			if !reflect.DeepEqual(types(evs), evSuccess) {
-				t.Errorf("events = %q", types(evs))
+			if !reflect.DeepEqual(agent.Steps(evs), evSuccess) {
+				t.Errorf("events = %q", agent.Steps(evs))
 			}
 			if er.Offset() != int64(len(all)) {
 				t.Errorf("reader offset %d, log size %d", er.Offset(), len(all))
@@ -311,9 +309,7 @@ func TestFollowRunnerGone(t *testing.T) {
 
 func TestConfirmAfterTheEnd(t *testing.T) {
 	h := newHarness(t)
-	old := h.system("old", fakeSystem{}, false)
-	h.installed(old)
-	newSys := h.system("new", fakeSystem{}, false)
+	_, newSys := h.oldAndNew(fakeSystem{}, false)
 
 	// Rolled back for want of a confirmation: confirming now is too late.
 	dir := h.prepare(h.request("late", newSys))
@@ -354,9 +350,7 @@ func TestConfirmAfterTheEnd(t *testing.T) {
 
 func TestConfirmRejected(t *testing.T) {
 	h := newHarness(t)
-	old := h.system("old", fakeSystem{}, false)
-	h.installed(old)
-	newSys := h.system("new", fakeSystem{}, false)
+	_, newSys := h.oldAndNew(fakeSystem{}, false)
 	dir := h.prepare(h.request("d", newSys))
 	wrong := strings.Repeat("cd", 32)
 	h.r.observe = func(e agent.Event) {

@@ -70,17 +70,27 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseWithState parses a subcommand that works on the fleet a state file
+// describes: --state is required, and arguments are given exactly when
+// withArgs; usage says what is required when they are not.
+func parseWithState(fs *flag.FlagSet, args []string, state *string, withArgs bool, usage string) error {
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *state == "" || (fs.NArg() > 0) != withArgs {
+		return fmt.Errorf("%w: %s", errUsage, usage)
+	}
+	return nil
+}
+
 func up(ctx context.Context, args []string, stdout io.Writer, logf func(string, ...any)) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	state := fs.String("state", "", "where to write the fleet's JSON description")
 	topo := fs.String("topology", "home", "home or direct:N")
 	latency := fs.Duration("latency", 0, "one-way delay on the tunnel")
 	rate := fs.Int64("rate", 0, "tunnel bandwidth cap in bytes/s each way (0: none)")
-	if err := parse(fs, args); err != nil {
+	if err := parseWithState(fs, args, state, false, "up needs --state FILE and no arguments"); err != nil {
 		return err
-	}
-	if *state == "" || fs.NArg() > 0 {
-		return fmt.Errorf("%w: up needs --state FILE and no arguments", errUsage)
 	}
 	t, err := testhost.ParseTopology(*topo)
 	if err != nil {
@@ -115,16 +125,21 @@ func up(ctx context.Context, args []string, stdout io.Writer, logf func(string, 
 	return f.Close()
 }
 
-func down(ctx context.Context, args []string, logf func(string, ...any)) error {
-	fs := flag.NewFlagSet("down", flag.ContinueOnError)
+// readState parses the arguments of a subcommand that works on a fleet up
+// started (down, relay) and reads the state file --state names; it
+// returns the state, the file and the other arguments.
+func readState(name string, args []string, withArgs bool, usage string) (testhost.State, string, []string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	state := fs.String("state", "", "state file written by up")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *state == "" || fs.NArg() > 0 {
-		return fmt.Errorf("%w: down needs --state FILE", errUsage)
+	if err := parseWithState(fs, args, state, withArgs, usage); err != nil {
+		return testhost.State{}, "", nil, err
 	}
 	s, err := testhost.ReadState(*state)
+	return s, *state, fs.Args(), err
+}
+
+func down(ctx context.Context, args []string, logf func(string, ...any)) error {
+	s, state, _, err := readState("down", args, false, "down needs --state FILE")
 	if err != nil {
 		return err
 	}
@@ -133,22 +148,14 @@ func down(ctx context.Context, args []string, logf func(string, ...any)) error {
 	if err := testhost.Stop(ctx, s.Run, logf); err != nil {
 		return err
 	}
-	if err := os.Remove(*state); err != nil && !os.IsNotExist(err) {
+	if err := os.Remove(state); err != nil && !os.IsNotExist(err) {
 		return err
 	}
 	return nil
 }
 
 func relay(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
-	state := fs.String("state", "", "state file written by up")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *state == "" || fs.NArg() == 0 {
-		return fmt.Errorf("%w: relay needs --state FILE and a command", errUsage)
-	}
-	s, err := testhost.ReadState(*state)
+	s, _, words, err := readState("relay", args, true, "relay needs --state FILE and a command")
 	if err != nil {
 		return err
 	}
@@ -157,7 +164,7 @@ func relay(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	st, err := testhost.Control(ctx, s.Control, fs.Args()...)
+	st, err := testhost.Control(ctx, s.Control, words...)
 	if err != nil {
 		return err
 	}
