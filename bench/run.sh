@@ -4,7 +4,7 @@
 # what it needs first. Arguments go to the program, e.g.:
 #   bench/run.sh -quick            a few minutes
 #   bench/run.sh -only scaling     one scenario
-#   bench/run.sh                   everything, ~20 minutes on 2 cores
+#   bench/run.sh                   everything, ~10 minutes on 2 cores
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
