@@ -39,6 +39,8 @@ if (($# == 0)); then
 fi
 
 work=$TETHER_FRESH_WORK
+# What runs in here may check a fresh machine itself (test.sh does).
+unset TETHER_FRESH_INSIDE TETHER_FRESH_WORK
 cp -a /etc "$work/etc"
 for f in passwd group shadow gshadow passwd- group- shadow- gshadow- subuid subgid; do
 	if [[ -f $work/etc/$f ]]; then
