@@ -82,7 +82,8 @@ func (h *Host) env() []string {
 
 // startAnchor starts the process that holds the host's mount namespace (and
 // sits in its network namespace) for the host's whole life. sshd and every
-// Exec join its namespaces, so killing sshd does not lose /nix, /run, /tmp, /root.
+// Exec join its namespaces, so killing sshd does not lose its /nix, /run, /tmp,
+// /var/lib, /boot or /root.
 // Its stdin is a pipe from us: when we close it or die, it exits.
 func (h *Host) startAnchor(ctx context.Context) error {
 	cmd := exec.Command("nsenter", "--net="+filepath.Join(netnsDir, h.Netns), "--",
