@@ -259,6 +259,8 @@ func TestParseHop(t *testing.T) {
 		{in: "a@b@c", err: true},
 		{in: "host:0", err: true},
 		{in: "host:ssh", err: true},
+		{in: "host:", err: true},
+		{in: "root@[fd00::1]:", err: true},
 		{in: "[fd00::1", err: true},
 		{in: "[fd00::1]x", err: true},
 		{in: "-oProxyCommand=x", err: true},

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/tetherdeploy/tether/internal/hostport"
 )
 
 // Options holds what tether understands of the ssh command-line options a
@@ -111,7 +113,7 @@ func ParseSSHOpts(opts []string) (Options, error) {
 }
 
 func (o *Options) setPort(v string, set *bool) error {
-	p, err := parsePort(v)
+	p, err := hostport.ParsePort(strings.TrimSpace(v))
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/tetherdeploy/tether/internal/hostport"
 )
 
 // Target is a node to connect to and the way to reach it.
@@ -135,80 +137,38 @@ func checkHost(h string) error {
 // [user@]host[:port], ssh://[user@]host[:port], IPv6 addresses in brackets
 // ("[fd00::1]:2222"), or a bare IPv6 address without a port.
 func ParseHop(spec string) (Hop, error) {
-	var h Hop
-	rest := spec
-	uri := false
-	if strings.HasPrefix(rest, "ssh://") {
-		uri = true
-		rest = strings.TrimSuffix(strings.TrimPrefix(rest, "ssh://"), "/")
+	rest, uri := strings.CutPrefix(spec, "ssh://")
+	if uri {
+		rest = strings.TrimSuffix(rest, "/")
 	}
-	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
-		h.User, rest = rest[:at], rest[at+1:]
-		if uri {
-			u, err := url.PathUnescape(h.User)
-			if err != nil {
-				return Hop{}, fmt.Errorf("jump host %q: user: %w", spec, err)
-			}
-			h.User = u
-		}
-		if h.User == "" {
-			return Hop{}, fmt.Errorf("jump host %q: empty user", spec)
-		}
-		if strings.ContainsAny(h.User, ";\x00\n") {
-			return Hop{}, fmt.Errorf("jump host %q: invalid user", spec)
-		}
-	}
-	port := ""
-	switch {
-	case strings.HasPrefix(rest, "["):
-		end := strings.IndexByte(rest, ']')
-		if end < 0 {
-			return Hop{}, fmt.Errorf("jump host %q: missing ']'", spec)
-		}
-		h.Host, rest = rest[1:end], rest[end+1:]
-		if rest != "" {
-			if rest[0] != ':' {
-				return Hop{}, fmt.Errorf("jump host %q: unexpected %q after ']'", spec, rest)
-			}
-			port = rest[1:]
-			if port == "" {
-				return Hop{}, fmt.Errorf("jump host %q: empty port", spec)
-			}
-		}
-	case strings.Count(rest, ":") == 1:
-		h.Host, port, _ = strings.Cut(rest, ":")
-		if port == "" {
-			return Hop{}, fmt.Errorf("jump host %q: empty port", spec)
-		}
-	case strings.Count(rest, ":") > 1:
-		if uri {
-			return Hop{}, fmt.Errorf("jump host %q: an IPv6 address in an ssh:// URI needs brackets", spec)
-		}
-		h.Host = rest // bare IPv6 address
-	default:
-		h.Host = rest
-	}
-	if strings.Count(h.Host, ":") > 0 && net.ParseIP(h.Host) == nil {
-		return Hop{}, fmt.Errorf("jump host %q: %q is not an IPv6 address", spec, h.Host)
-	}
-	if err := checkHost(h.Host); err != nil {
+	user, host, port, err := hostport.Split(rest)
+	if err != nil {
 		return Hop{}, fmt.Errorf("jump host %q: %w", spec, err)
 	}
+	if uri && user != "" {
+		if user, err = url.PathUnescape(user); err != nil {
+			return Hop{}, fmt.Errorf("jump host %q: user: %w", spec, err)
+		}
+	}
+	if strings.ContainsAny(user, ";\x00\n") {
+		return Hop{}, fmt.Errorf("jump host %q: invalid user", spec)
+	}
+	if strings.Contains(host, ":") {
+		if uri && !strings.Contains(rest, "[") {
+			return Hop{}, fmt.Errorf("jump host %q: an IPv6 address in an ssh:// URI needs brackets", spec)
+		}
+		if net.ParseIP(host) == nil {
+			return Hop{}, fmt.Errorf("jump host %q: %q is not an IPv6 address", spec, host)
+		}
+	}
+	if err := checkHost(host); err != nil {
+		return Hop{}, fmt.Errorf("jump host %q: %w", spec, err)
+	}
+	h := Hop{Name: host, Host: host, User: user}
 	if port != "" {
-		p, err := parsePort(port)
-		if err != nil {
+		if h.Port, err = hostport.ParsePort(port); err != nil {
 			return Hop{}, fmt.Errorf("jump host %q: %w", spec, err)
 		}
-		h.Port = p
 	}
-	h.Name = h.Host
 	return h, nil
-}
-
-func parsePort(s string) (int, error) {
-	p, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil || p < 1 || p > 65535 {
-		return 0, fmt.Errorf("bad port %q", s)
-	}
-	return p, nil
 }
