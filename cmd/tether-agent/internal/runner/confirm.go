@@ -24,7 +24,9 @@ import (
 // the gap and be lost, and a good deploy would be rolled back. The watch
 // only looks at whether the file exists (level, not edge), and the deadline
 // path checks once more, so a confirmation written at any moment after the
-// announcement and before the deadline is honoured.
+// announcement and before the deadline is honoured. The file watch that
+// wakes it (fileWatch) is made before the announcement as well; it only
+// makes the watch look sooner than its next poll.
 func (d *deploy) awaitConfirmation(ctx context.Context) (bool, string) {
 	timeout := d.req.ConfirmTimeout.D()
 	path := filepath.Join(d.dir, confirmFile)
@@ -33,17 +35,19 @@ func (d *deploy) awaitConfirmation(ctx context.Context) (bool, string) {
 	removeConfirm(d.dir)
 
 	deadline := d.r.Clock.After(timeout)
+	files := d.r.watchFiles(d.dir, confirmFile)
 	wctx, stopWatch := context.WithCancel(ctx)
 	wake := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		d.watchConfirm(wctx, path, wake)
+		d.watchConfirm(wctx, path, files, wake)
 	}()
 	stop := func() {
 		stopWatch()
 		wg.Wait()
+		files.close()
 	}
 
 	// The wait crosses the wire as a duration: the deployer measures it on
@@ -74,10 +78,11 @@ func (d *deploy) awaitConfirmation(ctx context.Context) (bool, string) {
 	}
 }
 
-// watchConfirm signals wake whenever the confirm file exists. It never
-// touches the file: awaitConfirmation claims it, so nothing found here can
-// be lost between the two.
-func (d *deploy) watchConfirm(ctx context.Context, path string, wake chan<- struct{}) {
+// watchConfirm signals wake whenever the confirm file exists: it looks
+// when files reports a change in the deploy dir, and at every poll. It
+// never touches the file: awaitConfirmation claims it, so nothing found
+// here can be lost between the two.
+func (d *deploy) watchConfirm(ctx context.Context, path string, files *fileWatch, wake chan<- struct{}) {
 	for {
 		if _, err := os.Lstat(path); err == nil {
 			select {
@@ -88,6 +93,7 @@ func (d *deploy) watchConfirm(ctx context.Context, path string, wake chan<- stru
 		select {
 		case <-ctx.Done():
 			return
+		case <-files.changed():
 		case <-d.r.Clock.After(d.r.PollInterval):
 		}
 	}

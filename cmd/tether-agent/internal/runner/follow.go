@@ -68,6 +68,10 @@ func (r *Runner) tail(ctx context.Context, dir string, offset int64, fn func(lin
 		}
 	}
 
+	// Watched before the first read: an event appended after that read
+	// wakes the wait below.
+	w := r.watchFiles(dir, eventsFile)
+	defer w.close()
 	var (
 		pending   []byte
 		pos       = offset
@@ -132,6 +136,7 @@ func (r *Runner) tail(ctx context.Context, dir string, offset int64, fn func(lin
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-w.changed():
 		case <-r.Clock.After(r.PollInterval):
 		}
 	}

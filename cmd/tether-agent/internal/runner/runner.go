@@ -57,7 +57,9 @@ type Runner struct {
 	Env []string
 	// Diag receives diagnostics that are not events.
 	Diag io.Writer
-	// PollInterval paces watching files (confirmation, event log).
+	// PollInterval paces watching files (confirmation, event log) where
+	// no change wakes the wait sooner (see fileWatch), and the checks that
+	// no file change announces (a runner that died, a lock dropped).
 	PollInterval time.Duration
 	// LockRetry is how long the runner retries a held lock before it
 	// reports it held: `status` and `follow` probe it for an instant.
@@ -75,6 +77,9 @@ type Runner struct {
 	GoneGrace time.Duration
 
 	observe func(agent.Event) // tests: called after each event is written
+	// watch wakes file waits on a change (watchDir); tests take it away to
+	// prove that polling alone still ends every wait.
+	watch func(dir string, names ...string) (*fileWatch, error)
 	// trustedAbove, in tests, is a directory whose parents are not checked
 	// (see checkProfileDir): a test's temporary directory is under a /tmp
 	// every user can write.
@@ -109,6 +114,9 @@ func (r *Runner) withDefaults() *Runner {
 	}
 	if c.Diag == nil {
 		c.Diag = io.Discard
+	}
+	if c.watch == nil {
+		c.watch = watchDir
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 100 * time.Millisecond

@@ -138,6 +138,8 @@ func (r *Runner) systemdRun(ctx context.Context, unit string, argv, env []string
 // firstEvent waits for the runner's first event.
 func (r *Runner) firstEvent(ctx context.Context, dir string) (agent.Event, error) {
 	path := filepath.Join(dir, eventsFile)
+	w := r.watchFiles(dir, eventsFile)
+	defer w.close()
 	deadline := r.Clock.After(r.StartWait)
 	for {
 		if f, err := os.Open(path); err == nil {
@@ -156,6 +158,7 @@ func (r *Runner) firstEvent(ctx context.Context, dir string) (agent.Event, error
 				msg += "; its log ends: " + tail
 			}
 			return agent.Event{}, &agent.Error{Code: agent.CodeStartTimeout, Msg: msg}
+		case <-w.changed():
 		case <-r.Clock.After(r.PollInterval):
 		}
 	}

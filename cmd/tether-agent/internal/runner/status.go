@@ -76,6 +76,11 @@ func (r *Runner) reconcileUnfinished(ctx context.Context) error {
 	if st == nil {
 		return nil
 	}
+	// The runner ends by removing lock.json, dropping its flock and
+	// closing the lock file; watched from before it starts, however fast
+	// it is, the wait below wakes for it.
+	w := r.watchFiles(r.StateDir, lockFile, lockInfoFile)
+	defer w.close()
 	if err := r.startReconcile(ctx, r.StateDir, "", st.DeployID); err != nil {
 		return fmt.Errorf("deploy %s did not finish, and ending it failed: %w", st.DeployID, err)
 	}
@@ -86,6 +91,7 @@ func (r *Runner) reconcileUnfinished(ctx context.Context) error {
 			return ctx.Err()
 		case <-deadline:
 			return fmt.Errorf("deploy %s did not finish; a runner is ending it (see %s)", st.DeployID, r.DeployDir(st.DeployID))
+		case <-w.changed():
 		case <-r.Clock.After(r.PollInterval):
 		}
 		if holder, err := probeLock(r.StateDir); err == nil && holder == nil {
