@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/tetherdeploy/tether/internal/e2e"
@@ -21,9 +20,9 @@ import (
 // benchPowerCut measures what two-phase activation costs and what it buys.
 //
 // The cost: the same v1 ↔ v2 switches deployed by this tether (live
-// first, committed once confirmed) and by the tether of the base commit
-// this work started from (one phase: profile set, switch-to-configuration
-// switch), built from `git archive` of `git merge-base HEAD main`, on two
+// first, committed once confirmed) and by the tether of onePhaseCommit
+// (one phase: profile set, switch-to-configuration switch), built from
+// `git archive` of that commit, on two
 // hosts of one direct fleet, alternating, closures already copied.
 //
 // What it buys: a release whose activation stops sshd, and the power cut
@@ -75,7 +74,7 @@ func benchPowerCut(ctx context.Context, b *bench) (*section, error) {
 	sec.tables = append(sec.tables, t)
 	sec.setup = "Direct fleet of 3, closures prebuilt and copied. Cost: h01 and h02 switch v1 ↔ v2 in turn, " +
 		"one with this tether (two phases: `switch-to-configuration test`, the confirmation, then profile and `switch-to-configuration boot`), " +
-		"the other with the tether of the base commit (one phase: profile, `switch-to-configuration switch`, the confirmation); the time is tether's wall time " +
+		"the other with the tether of the last commit before two-phase activation (one phase: profile, `switch-to-configuration switch`, the confirmation); the time is tether's wall time " +
 		"for `tether deploy <host>`, and activate + confirm are its report's timings. Power cut: h03 gets a release whose activation stops sshd " +
 		"(`--confirm-timeout 60s`); once it waits for the confirmation its power is cut (every process SIGKILLed, /run lost), and after a second " +
 		"switched on (a new boot ID; the boot loader's default, v2, boots); the time is from power-on to tether's exit."
@@ -85,18 +84,20 @@ func benchPowerCut(ctx context.Context, b *bench) (*section, error) {
 	return &sec, nil
 }
 
-// baseline builds tether and its agent as they were at the merge base with
-// main, and names that commit.
+// onePhaseCommit is the last commit whose tether activated in one phase:
+// the first parent of the merge that brought two-phase activation. A
+// comparison with the merge base of the branch under test would compare
+// main with itself once the branch is merged.
+const onePhaseCommit = "203520410cbf8dfe04e9eda0102e734d17ec9c5f"
+
+// baseline builds tether and its agent as they were at onePhaseCommit, and
+// names that commit.
 func (b *bench) baseline(ctx context.Context) (e2e.Binaries, string, error) {
 	root, err := e2e.ModuleRoot()
 	if err != nil {
 		return e2e.Binaries{}, "", err
 	}
-	out, err := exec.CommandContext(ctx, "git", "-C", root, "merge-base", "HEAD", "main").Output()
-	if err != nil {
-		return e2e.Binaries{}, "", fmt.Errorf("git merge-base HEAD main: %w", err)
-	}
-	rev := strings.TrimSpace(string(out))
+	rev := onePhaseCommit
 	src := filepath.Join(b.work, "baseline-src")
 	if err := os.MkdirAll(src, 0o755); err != nil {
 		return e2e.Binaries{}, "", err
@@ -144,7 +145,7 @@ func phaseCost(ctx context.Context, s *sandbox, base e2e.Binaries, rev string, r
 			variant = fixture.V2
 		}
 	}
-	note := fmt.Sprintf("Two phases: %+d ms on a deploy (median wall %s against %s for the one phase of the base commit %.12s); activate + confirm %s against %s. "+
+	note := fmt.Sprintf("Two phases: %+d ms on a deploy (median wall %s against %s for the one phase of %.12s, the last commit before two-phase activation); activate + confirm %s against %s. "+
 		"That is tether's own cost (two more events, one more process): the fixture's switch-to-configuration does next to nothing. "+
 		"On a real machine phase 2 adds one more start of switch-to-configuration; installing the boot loader entries, which `boot` does, "+
 		"is work `switch` did as well.",
