@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -286,59 +287,66 @@ func TestRunEndsAnUnfinishedDeployFirst(t *testing.T) {
 }
 
 // follow and status find a deploy whose runner died and start a runner
-// (reconcile) that ends it; follow then streams its end.
+// (reconcile) that ends it; follow then streams its end. Their waits for
+// that runner end by the file watch alone and by polling alone (waitModes).
 func TestFollowAndStatusTakeUpAnUnfinishedDeploy(t *testing.T) {
-	for _, via := range []string{"follow", "status"} {
-		t.Run(via, func(t *testing.T) {
-			h := newHarness(t)
-			h.setBootID(bootBefore)
-			old, newSys := h.oldAndNew(fakeSystem{}, false)
-			h.booted(old)
-			dir := h.crashed(h.request("deploy-1", newSys), h.twoPhaseLog(agent.EventAwaitingConfirmation)...)
-			h.reboot(old)
+	for _, mode := range waitModes {
+		for _, via := range []string{"follow", "status"} {
+			t.Run(mode.name+"/"+via, func(t *testing.T) {
+				h := newHarness(t)
+				mode.setup(t, h.r)
+				ctx := waitCtx(t)
+				h.setBootID(bootBefore)
+				old, newSys := h.oldAndNew(fakeSystem{}, false)
+				h.booted(old)
+				dir := h.crashed(h.request("deploy-1", newSys), h.twoPhaseLog(agent.EventAwaitingConfirmation)...)
+				h.reboot(old)
 
-			var launched []string
-			done := make(chan struct{})
-			h.r.Spawn = func(ctx context.Context, argv, env []string, logPath string) error {
-				launched = argv
-				go func() {
-					defer close(done)
-					d := ""
-					if argv[2] == "--dir" {
-						d = argv[3]
+				var launched []string
+				var runner sync.WaitGroup
+				h.r.Spawn = func(_ context.Context, argv, _ []string, _ string) error {
+					launched = argv
+					runner.Go(func() {
+						d := ""
+						if argv[2] == "--dir" {
+							d = argv[3]
+						}
+						if _, err := h.r.Reconcile(ctx, d); err != nil {
+							t.Errorf("Reconcile: %v", err)
+						}
+					})
+					return nil
+				}
+				switch via {
+				case "follow":
+					var out bytes.Buffer
+					if err := h.r.Follow(ctx, dir, 0, &out); err != nil {
+						t.Fatalf("Follow: %v", err)
 					}
-					if _, err := h.r.Reconcile(context.Background(), d); err != nil {
-						t.Errorf("Reconcile: %v", err)
+					if !strings.Contains(out.String(), `"type":"done"`) || !strings.Contains(out.String(), "reboot before confirmation") {
+						t.Errorf("follow printed %s", out.String())
 					}
-				}()
-				return nil
-			}
-			switch via {
-			case "follow":
-				var out bytes.Buffer
-				if err := h.r.Follow(context.Background(), dir, 0, &out); err != nil {
-					t.Fatalf("Follow: %v", err)
+					if want := []string{"/fake/tether-agent", "reconcile", "--dir", dir}; !reflect.DeepEqual(launched, want) {
+						t.Errorf("launched %q, want %q", launched, want)
+					}
+				case "status":
+					rep, err := h.r.Status(ctx, h.profile)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if rep.Last == nil || rep.Last.DeployID != "deploy-1" || rep.Last.Status != agent.StatusRolledBack || !rep.Last.Rebooted {
+						t.Errorf("status last = %+v", rep.Last)
+					}
+					if rep.BootID != bootAfter || rep.InProgress != nil || rep.Warning != "" {
+						t.Errorf("status = %+v", rep)
+					}
 				}
-				if !strings.Contains(out.String(), `"type":"done"`) || !strings.Contains(out.String(), "reboot before confirmation") {
-					t.Errorf("follow printed %s", out.String())
+				runner.Wait()
+				if ctx.Err() != nil {
+					t.Error("a wait ended only with the test's context")
 				}
-				if want := []string{"/fake/tether-agent", "reconcile", "--dir", dir}; !reflect.DeepEqual(launched, want) {
-					t.Errorf("launched %q, want %q", launched, want)
-				}
-			case "status":
-				rep, err := h.r.Status(context.Background(), h.profile)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if rep.Last == nil || rep.Last.DeployID != "deploy-1" || rep.Last.Status != agent.StatusRolledBack || !rep.Last.Rebooted {
-					t.Errorf("status last = %+v", rep.Last)
-				}
-				if rep.BootID != bootAfter || rep.InProgress != nil || rep.Warning != "" {
-					t.Errorf("status = %+v", rep)
-				}
-			}
-			<-done
-		})
+			})
+		}
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"reflect"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -81,60 +80,5 @@ func TestWaitsStartFollowConfirm(t *testing.T) {
 				t.Error("a wait ended only with the test's context")
 			}
 		})
-	}
-}
-
-// follow and status wait for the runner they started to end a deploy
-// whose own runner died.
-func TestWaitsTakeUp(t *testing.T) {
-	for _, mode := range waitModes {
-		for _, via := range []string{"follow", "status"} {
-			t.Run(mode.name+"/"+via, func(t *testing.T) {
-				h := newHarness(t)
-				mode.setup(t, h.r)
-				ctx := waitCtx(t)
-				h.setBootID(bootBefore)
-				old, newSys := h.oldAndNew(fakeSystem{}, false)
-				h.booted(old)
-				dir := h.crashed(h.request("deploy-1", newSys), h.twoPhaseLog(agent.EventAwaitingConfirmation)...)
-				h.reboot(old)
-				var runner sync.WaitGroup
-				h.r.Spawn = func(_ context.Context, argv, _ []string, _ string) error {
-					runner.Go(func() {
-						d := ""
-						if argv[2] == "--dir" {
-							d = argv[3]
-						}
-						if _, err := h.r.Reconcile(ctx, d); err != nil {
-							t.Errorf("Reconcile: %v", err)
-						}
-					})
-					return nil
-				}
-
-				switch via {
-				case "follow":
-					var out bytes.Buffer
-					if err := h.r.Follow(ctx, dir, 0, &out); err != nil {
-						t.Errorf("Follow: %v", err)
-					}
-					if !strings.Contains(out.String(), `"type":"done"`) {
-						t.Errorf("follow printed %s", out.String())
-					}
-				case "status":
-					rep, err := h.r.Status(ctx, h.profile)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if rep.Warning != "" || rep.Last == nil || rep.Last.Status != agent.StatusRolledBack {
-						t.Errorf("status = %+v, last %+v", rep, rep.Last)
-					}
-				}
-				runner.Wait()
-				if ctx.Err() != nil {
-					t.Error("a wait ended only with the test's context")
-				}
-			})
-		}
 	}
 }
