@@ -146,6 +146,7 @@ func TestParseHop(t *testing.T) {
 		{spec: "[fd00::1]x", wantErr: "unexpected"},
 		{spec: "[frame1]:22", want: Hop{Name: "frame1", Host: "frame1", Port: 22}},
 		{spec: "ssh://fd00::1", wantErr: "needs brackets"},
+		{spec: "ssh://a[b@fd00::1", wantErr: "needs brackets"},
 		{spec: "-oProxyCommand=x", wantErr: "starts with '-'"},
 		{spec: "host;reboot", wantErr: "contains ';'"},
 		{spec: "ho st", wantErr: "contains ' '"},

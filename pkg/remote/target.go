@@ -154,7 +154,8 @@ func ParseHop(spec string) (Hop, error) {
 		return Hop{}, fmt.Errorf("jump host %q: invalid user", spec)
 	}
 	if strings.Contains(host, ":") {
-		if uri && !strings.Contains(rest, "[") {
+		bracketed := strings.HasPrefix(rest[strings.LastIndexByte(rest, '@')+1:], "[")
+		if uri && !bracketed {
 			return Hop{}, fmt.Errorf("jump host %q: an IPv6 address in an ssh:// URI needs brackets", spec)
 		}
 		if net.ParseIP(host) == nil {
